@@ -1,0 +1,69 @@
+"""Connections to Redis: a single server or a Redis Cluster, and the no-persistence check."""
+
+from __future__ import annotations
+
+from typing import Union
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, ResponseError, TimeoutError
+from redis.retry import Retry
+
+Redis = Union[aioredis.Redis, RedisCluster]
+
+RETRYABLE = (ConnectionError, TimeoutError, OSError)
+"""Errors that mean "Redis is not reachable right now", as opposed to a bad command."""
+
+
+class PersistentRedisError(RuntimeError):
+    """The configured Redis writes to disk and persistence was not explicitly allowed."""
+
+
+def connect(url: str, *, cluster: bool = False, timeout_s: float = 5.0) -> Redis:
+    """A client with short timeouts so an outage surfaces fast instead of hanging requests."""
+    retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2)
+    common = dict(socket_timeout=timeout_s, socket_connect_timeout=min(timeout_s, 2.0), health_check_interval=15)
+    if cluster:
+        return RedisCluster.from_url(url, retry=retry, **common)
+    return aioredis.Redis.from_url(url, retry=retry, retry_on_error=[ConnectionError, TimeoutError], **common)
+
+
+async def persistence_problems(client: Redis) -> list[str]:
+    """What makes this Redis write to disk (RDB snapshots, AOF); empty when it is memory-only.
+
+    Managed Redis often forbids CONFIG: that is reported as a problem too, since it cannot be checked.
+    """
+    try:
+        save = await client.config_get("save")
+        aof = await client.config_get("appendonly")
+    except ResponseError as exc:
+        return [f"cannot check persistence (CONFIG GET refused: {exc})"]
+    problems = []
+    saves = {v for v in _values(save, "save") if v}
+    if saves:
+        problems.append(f"RDB snapshots are on (save {' / '.join(sorted(saves))})")
+    if "yes" in _values(aof, "appendonly"):
+        problems.append("AOF is on (appendonly yes)")
+    return problems
+
+
+def _values(reply: dict, name: str) -> list[str]:
+    """CONFIG GET answers per node in cluster mode; flatten to the values."""
+    out: list[str] = []
+    for key, value in reply.items():
+        if isinstance(value, dict):
+            out.extend(str(v) for v in value.values())
+        elif str(key) == name:
+            out.append(str(value))
+    return out
+
+
+async def ensure_ephemeral(client: Redis, *, allow_persistent: bool) -> None:
+    problems = await persistence_problems(client)
+    if problems and not allow_persistent:
+        raise PersistentRedisError(
+            "refusing to keep media in a Redis that persists to disk: "
+            + "; ".join(problems)
+            + ". Run it with --save \"\" --appendonly no, or set DODOLENS_ALLOW_PERSISTENT_REDIS=1."
+        )

@@ -1,0 +1,86 @@
+"""AES-256-GCM sealing of media payloads with daily key rotation.
+
+Keys are derived with HKDF from one master secret per 24-hour epoch, so nothing but the
+master secret is ever stored and keys rotate by themselves. The associated data binds a
+ciphertext to (session, kind, index): moved elsewhere, it fails to open.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+EPOCH_SECONDS = 86_400
+NONCE_BYTES = 12
+
+
+class SealError(Exception):
+    """A ciphertext that does not open: wrong key, epoch, session, kind or index, or tampered."""
+
+
+def current_epoch(now: float | None = None) -> int:
+    return int((time.time() if now is None else now) // EPOCH_SECONDS)
+
+
+@lru_cache(maxsize=64)
+def _derive(master: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"dodolens/v1", info=info).derive(master)
+
+
+def derive_key(master: bytes, purpose: str) -> bytes:
+    """A 256-bit key for one purpose (``epoch:N``, ``token``, ``pseudonym``) from the master secret."""
+    return _derive(master, purpose.encode())
+
+
+def associated_data(sid: str, kind: str, index: int) -> bytes:
+    return f"dodolens|{sid}|{kind}|{index}".encode()
+
+
+@dataclass(frozen=True)
+class Keyring:
+    """Seals and opens media with the epoch key; opens the previous epoch too (TTL window)."""
+
+    master: bytes = field(repr=False)
+    clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.master) < 32:
+            raise ValueError("master secret must be at least 32 bytes")
+
+    @classmethod
+    def generate(cls) -> "Keyring":
+        """A random in-memory master secret: what embedded mode uses."""
+        return cls(os.urandom(32))
+
+    def epoch(self) -> int:
+        return current_epoch(self.clock())
+
+    def _aead(self, epoch: int) -> AESGCM:
+        return AESGCM(derive_key(self.master, f"epoch:{epoch}"))
+
+    def seal(self, plaintext: bytes | bytearray | memoryview, sid: str, kind: str, index: int = 0) -> tuple[int, bytes]:
+        """Encrypt; returns (epoch, nonce || ciphertext || tag)."""
+        epoch = self.epoch()
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self._aead(epoch).encrypt(nonce, bytes(plaintext), associated_data(sid, kind, index))
+        return epoch, nonce + sealed
+
+    def open(self, epoch: int, blob: bytes, sid: str, kind: str, index: int = 0) -> bytes:
+        """Decrypt a blob sealed by :meth:`seal`; only the current and previous epochs open."""
+        now = self.epoch()
+        if epoch not in (now, now - 1):
+            raise SealError(f"key epoch {epoch} is outside the readable window")
+        if len(blob) < NONCE_BYTES + 16:
+            raise SealError("ciphertext too short")
+        try:
+            return self._aead(epoch).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], associated_data(sid, kind, index))
+        except InvalidTag as exc:
+            raise SealError("ciphertext does not open for this session, kind and index") from exc

@@ -1,0 +1,80 @@
+"""Event fan-out: each event goes to the session's stream (for resume) and to ``dodo:events`` (live)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from schemas.events import Event, EventType
+from streams import keys
+from streams.config import StreamConfig
+from streams.connection import Redis
+
+EventHook = Callable[[Event], Awaitable[None]]
+_hooks: list[EventHook] = []
+
+
+def add_event_hook(hook: EventHook) -> None:
+    """Called after every publish (analytics, metrics): one place, not one call per event site."""
+    if hook not in _hooks:
+        _hooks.append(hook)
+
+
+def _str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _event(entry_id: bytes | str, fields: dict, sid: str) -> Event:
+    return Event(
+        id=_str(entry_id),
+        type=EventType(_str(fields[b"type"])),
+        session_id=sid,
+        timestamp=datetime.fromtimestamp(float(fields[b"ts"]), timezone.utc),
+        data=orjson.loads(fields[b"data"]),
+    )
+
+
+async def publish(r: Redis, cfg: StreamConfig, sid: str, type: EventType, data: dict[str, Any] | None = None) -> Event:
+    """Append to the session stream (its id becomes the event id), then fan out globally."""
+    payload = orjson.dumps(data or {})
+    fields = {b"type": type.value.encode(), b"ts": repr(datetime.now(timezone.utc).timestamp()).encode(), b"data": payload}
+    stream = keys.session_events(sid)
+    entry_id = await r.xadd(stream, fields, maxlen=cfg.session_events_maxlen, approximate=True)
+    await r.expire(stream, cfg.session_ttl_s)
+    event = _event(entry_id, fields, sid)
+    await r.xadd(keys.EVENTS, {"e": event.model_dump_json()}, maxlen=cfg.global_maxlen, approximate=True)
+    for hook in _hooks:
+        await hook(event)
+    return event
+
+
+async def history(r: Redis, sid: str, after: str | None = None) -> list[Event]:
+    """The session's events after ``after`` (exclusive), oldest first."""
+    start = f"({after}" if after else "-"
+    rows = await r.xrange(keys.session_events(sid), min=start, max="+")
+    return [_event(entry_id, fields, sid) for entry_id, fields in rows]
+
+
+async def tail(r: Redis, last_id: str, block_ms: int = 1000, count: int = 500) -> tuple[str, list[Event]]:
+    """Next events of ``dodo:events`` after ``last_id`` (``$`` for "from now")."""
+    reply = await r.xread({keys.EVENTS: last_id}, count=count, block=block_ms)
+    events: list[Event] = []
+    for _stream, rows in reply or []:
+        for entry_id, fields in rows:
+            last_id = _str(entry_id)
+            events.append(Event.model_validate_json(fields[b"e"]))
+    return last_id, events
+
+
+async def last_global_id(r: Redis) -> str:
+    rows = await r.xrevrange(keys.EVENTS, count=1)
+    return _str(rows[0][0]) if rows else "0-0"
+
+
+def stream_id_key(entry_id: str) -> tuple[int, int]:
+    """Sort key of a stream id, to compare event ids."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)

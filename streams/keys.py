@@ -1,0 +1,74 @@
+"""Every Redis key DodoLens uses, in one place.
+
+Per-session keys carry the hash tag ``{sid}`` so that a whole session lives on one
+Redis Cluster slot; global streams are single keys.
+"""
+
+from __future__ import annotations
+
+PREFIX = "dodo"
+
+JOBS = f"{PREFIX}:jobs"
+ANALYZE = f"{PREFIX}:analyze"
+EVENTS = f"{PREFIX}:events"
+ANALYTICS = f"{PREFIX}:analytics"
+AUDIT = f"{PREFIX}:audit"
+DEAD = f"{PREFIX}:dead"
+ACTIVE = f"{PREFIX}:active"
+"""Sorted set of live session ids scored by creation time (backpressure and sweeping)."""
+ERASED = f"{PREFIX}:erased"
+"""Sorted set of erased session ids scored by erasure time, so late workers write nothing."""
+ALERTS = f"{PREFIX}:alerts"
+
+DECODERS = "decoders"
+ANALYZERS = "analyzers"
+
+GROUPS: dict[str, str] = {JOBS: DECODERS, ANALYZE: ANALYZERS}
+"""Work stream -> its consumer group."""
+
+
+def _session(sid: str, what: str) -> str:
+    return f"{PREFIX}:{{{sid}}}:{what}"
+
+
+def meta(sid: str) -> str:
+    return _session(sid, "meta")
+
+
+def chunks(sid: str) -> str:
+    return _session(sid, "chunks")
+
+
+def frames(sid: str) -> str:
+    return _session(sid, "frames")
+
+
+def audio(sid: str) -> str:
+    return _session(sid, "audio")
+
+
+def session_events(sid: str) -> str:
+    return _session(sid, "events")
+
+
+def tus(sid: str) -> str:
+    """Hash of a tus upload's protocol state (offset, length, metadata)."""
+    return _session(sid, "tus")
+
+
+def media_keys(sid: str) -> tuple[str, ...]:
+    """Keys that hold media bytes: none of them may outlive the session."""
+    return (chunks(sid), frames(sid), audio(sid))
+
+
+def session_keys(sid: str) -> tuple[str, ...]:
+    """Every key of a session, media and bookkeeping."""
+    return (*media_keys(sid), meta(sid), session_events(sid), tus(sid))
+
+
+def session_id_of(key: str) -> str | None:
+    """The session id inside a per-session key, or None for a global key."""
+    start, end = key.find("{"), key.find("}")
+    if start == -1 or end <= start:
+        return None
+    return key[start + 1 : end]

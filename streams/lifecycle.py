@@ -1,0 +1,42 @@
+"""How sessions end: failed, finished or erased — and in every case, no media key left behind."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from schemas.events import EventType
+from streams import keys
+from streams.audit import audit
+from streams.config import StreamConfig
+from streams.connection import Redis
+from streams.events import publish
+from streams.media import delete_media
+from streams.sessions import State, get_meta, set_state
+
+
+async def fail_session(r: Redis, cfg: StreamConfig, sid: str, code: str, message: str, *, retryable: bool = False) -> None:
+    """Delete media first (so nothing lingers if the rest fails), then tell the client."""
+    deleted = await delete_media(r, sid)
+    meta = await get_meta(r, sid)
+    if meta is None or meta.get("state") == State.FAILED:
+        return
+    await set_state(r, cfg, sid, State.FAILED, error_code=code, error=message)
+    await publish(r, cfg, sid, EventType.ERROR, {"code": code, "message": message, "retryable": retryable})
+    await audit(r, cfg, "session_failed", sid, code=code, media_keys_deleted=deleted)
+
+
+async def erase_session(r: Redis, cfg: StreamConfig, sid: str) -> dict[str, Any]:
+    """Erase every Redis key of the session and mark it erased so late workers write nothing.
+
+    The stored result lives outside Redis; the caller deletes it and completes the receipt.
+    """
+    await r.zadd(keys.ERASED, {sid: time.time()})
+    existing = [k for k in keys.session_keys(sid) if await r.exists(k)]
+    if existing:
+        await r.delete(*existing)
+    await r.zrem(keys.ACTIVE, sid)
+    await publish(r, cfg, sid, EventType.SESSION_ERASED, {"keys_deleted": len(existing)})
+    await r.expire(keys.session_events(sid), 60)
+    await audit(r, cfg, "session_erased", sid, keys_deleted=len(existing))
+    return {"session_id": sid, "redis_keys_deleted": [k.split(":")[-1] for k in existing], "erased_at": time.time()}

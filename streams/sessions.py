@@ -1,0 +1,109 @@
+"""Session metadata: one hash per session, its state machine, and the active-session set."""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+
+from streams import keys
+from streams.config import StreamConfig
+from streams.connection import Redis
+
+
+class State(StrEnum):
+    CREATED = "created"
+    UPLOADING = "uploading"
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    ANALYZING = "analyzing"
+    DONE = "done"
+    FAILED = "failed"
+
+
+FINISHED = frozenset({State.DONE, State.FAILED})
+CHUNK_FIELD = "c:"
+"""Meta fields ``c:<index>`` map a chunk index to ``<stream entry id>:<length>``."""
+
+
+def decode_hash(raw: dict) -> dict[str, str]:
+    return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()}
+
+
+async def create_session(r: Redis, cfg: StreamConfig, sid: str, size: int, content_type: str) -> float:
+    now = time.time()
+    async with r.pipeline(transaction=True) as pipe:
+        pipe.hset(
+            keys.meta(sid),
+            mapping={
+                "state": State.CREATED,
+                "size": size,
+                "chunk_size": cfg.chunk_size,
+                "content_type": content_type,
+                "received": 0,
+                "bytes": 0,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        pipe.expire(keys.meta(sid), cfg.session_ttl_s)
+        await pipe.execute()
+    await r.zadd(keys.ACTIVE, {sid: now})
+    return now
+
+
+async def get_meta(r: Redis, sid: str) -> dict[str, str] | None:
+    raw = await r.hgetall(keys.meta(sid))
+    return decode_hash(raw) if raw else None
+
+
+async def set_state(r: Redis, cfg: StreamConfig, sid: str, state: State, **fields: str | int | float) -> None:
+    """Move a session on; an erased session (no meta) stays erased."""
+    mapping = {"state": state.value, "updated_at": time.time(), **fields}
+    async with r.pipeline(transaction=True) as pipe:
+        pipe.exists(keys.meta(sid))
+        exists = (await pipe.execute())[0]
+    if not exists:
+        return
+    async with r.pipeline(transaction=True) as pipe:
+        pipe.hset(keys.meta(sid), mapping=mapping)
+        pipe.expire(keys.meta(sid), cfg.session_ttl_s)
+        await pipe.execute()
+    if state in FINISHED:
+        await r.zrem(keys.ACTIVE, sid)
+
+
+async def active_sessions(r: Redis, cfg: StreamConfig) -> int:
+    """Sessions created within the session TTL and not finished."""
+    return int(await r.zcount(keys.ACTIVE, time.time() - cfg.session_ttl_s, "+inf"))
+
+
+async def is_erased(r: Redis, sid: str) -> bool:
+    return await r.zscore(keys.ERASED, sid) is not None
+
+
+def chunk_map(meta: dict[str, str]) -> dict[int, tuple[str, int]]:
+    """Chunk index -> (stream entry id, length), from the session's meta hash."""
+    out: dict[int, tuple[str, int]] = {}
+    for name, value in meta.items():
+        if name.startswith(CHUNK_FIELD):
+            entry, _, length = value.rpartition(":")
+            out[int(name[len(CHUNK_FIELD) :])] = (entry, int(length))
+    return out
+
+
+def expected_chunks(size: int, chunk_size: int) -> int:
+    return max(1, -(-size // chunk_size))
+
+
+def expected_length(size: int, chunk_size: int, index: int) -> int:
+    """Every chunk is ``chunk_size`` bytes but the last, which holds the rest."""
+    count = expected_chunks(size, chunk_size)
+    if index < count - 1:
+        return chunk_size
+    return size - chunk_size * (count - 1)
+
+
+def missing_chunks(meta: dict[str, str]) -> list[int]:
+    count = expected_chunks(int(meta["size"]), int(meta["chunk_size"]))
+    have = chunk_map(meta)
+    return [i for i in range(count) if i not in have]

@@ -1,0 +1,45 @@
+"""The chunk stream: encrypted, idempotent appends, random access by index, TTLs."""
+
+from __future__ import annotations
+
+import asyncio
+
+from streams import keys
+from streams.chunks import append_chunk, iter_chunks, read_chunk
+from streams.config import StreamConfig
+from streams.connection import Redis
+from streams.sessions import chunk_map, create_session, get_meta, missing_chunks
+
+
+async def test_chunks_out_of_order_and_repeated_are_stored_once_each(redis: Redis, stream_cfg: StreamConfig) -> None:
+    size = stream_cfg.chunk_size * 2 + 100
+    await create_session(redis, stream_cfg, "a" * 32, size, "video/mp4")
+    parts = [bytes([i]) * stream_cfg.chunk_size for i in range(2)] + [b"z" * 100]
+    results = await asyncio.gather(*(append_chunk(redis, stream_cfg, "a" * 32, i, parts[i]) for i in (2, 0, 1, 0, 2)))
+    assert sorted(results) == [False, False, True, True, True]
+    assert await redis.xlen(keys.chunks("a" * 32)) == 3
+    meta = await get_meta(redis, "a" * 32)
+    assert meta is not None and missing_chunks(meta) == []
+    assert int(meta["bytes"]) == size
+    assert [c async for c in iter_chunks(redis, stream_cfg, "a" * 32)] == parts
+    entry, _ = chunk_map(meta)[1]
+    assert await read_chunk(redis, stream_cfg, "a" * 32, 1, entry) == parts[1]
+
+
+async def test_plaintext_never_reaches_redis_and_keys_have_ttls(redis: Redis, stream_cfg: StreamConfig) -> None:
+    sid = "b" * 32
+    marker = b"MARKER-0123456789-" * 10
+    await create_session(redis, stream_cfg, sid, len(marker), "video/mp4")
+    await append_chunk(redis, stream_cfg, sid, 0, marker)
+    for key in (keys.chunks(sid), keys.meta(sid)):
+        assert 0 < await redis.ttl(key) <= stream_cfg.session_ttl_s
+    rows = await redis.xrange(keys.chunks(sid))
+    assert all(b"MARKER" not in value for _id, fields in rows for value in fields.values())
+
+
+async def test_missing_chunks_lists_what_the_server_lacks(redis: Redis, stream_cfg: StreamConfig) -> None:
+    sid = "c" * 32
+    await create_session(redis, stream_cfg, sid, stream_cfg.chunk_size * 4, "video/mp4")
+    await append_chunk(redis, stream_cfg, sid, 1, b"x" * stream_cfg.chunk_size)
+    meta = await get_meta(redis, sid)
+    assert meta is not None and missing_chunks(meta) == [0, 2, 3]
