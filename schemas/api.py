@@ -21,6 +21,12 @@ class SessionCreated(BaseModel):
     expires_at: float
 
 
+class ChunkStored(BaseModel):
+    session_id: str
+    index: int
+    stored: bool = Field(description="False when this index was already stored (a harmless repeat)")
+
+
 class Complete(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -1,0 +1,1 @@
+"""HTTP + WebSocket front door: sessions, chunks, events, tus, admin."""

@@ -1,0 +1,66 @@
+"""The Starlette application: routes, error handlers, and the event hub's lifetime."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from gateway import admin, metrics
+from gateway import hub as hub_module
+from gateway import openapi, pages, sessions, tus
+from gateway.config import GatewayConfig, ResultStore
+from gateway.errors import HANDLERS
+from streams.connection import RETRYABLE, Redis
+from streams.lag import LagTracker
+
+
+async def healthz(_request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    try:
+        await request.app.state.redis.ping()
+    except RETRYABLE:
+        return JSONResponse({"status": "not ready", "redis": "unreachable"}, status_code=503, headers={"Retry-After": "2"})
+    return JSONResponse({"status": "ready", "redis": "ok"})
+
+
+def create_app(redis: Redis, config: GatewayConfig, results: ResultStore) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.hub.start()
+        app.state.metrics.start(redis)
+        try:
+            yield
+        finally:
+            await app.state.metrics.stop()
+            await app.state.hub.stop()
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        *sessions.routes,
+        *hub_module.routes,
+        *tus.routes,
+        *openapi.routes,
+        *pages.routes,
+        *metrics.routes,
+        *admin.routes,
+    ]
+    app_metrics = metrics.Metrics()
+    app = Starlette(routes=routes, exception_handlers=HANDLERS, lifespan=lifespan,
+                    middleware=[Middleware(metrics.UploadBytes, metrics=app_metrics)])
+    app.state.redis = redis
+    app.state.config = config
+    app.state.results = results
+    app.state.hub = hub_module.Hub(redis)
+    app.state.metrics = app_metrics
+    app.state.lag = LagTracker()
+    return app

@@ -1,0 +1,44 @@
+"""Session tokens: HMAC over (session id, expiry), so any gateway verifies them without state."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+
+from streams.crypto import Keyring, derive_key
+
+SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def new_session_id() -> str:
+    """128 random bits, hex."""
+    return secrets.token_hex(16)
+
+
+def valid_session_id(sid: str) -> bool:
+    return bool(SESSION_ID.match(sid))
+
+
+def _signature(keyring: Keyring, sid: str, expires: int) -> str:
+    key = derive_key(keyring.master, "token")
+    return hmac.new(key, f"{sid}.{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+def issue_token(keyring: Keyring, sid: str, ttl_s: int, now: float | None = None) -> tuple[str, int]:
+    expires = int((now if now is not None else time.time()) + ttl_s)
+    return f"{expires}.{_signature(keyring, sid, expires)}", expires
+
+
+def check_token(keyring: Keyring, sid: str, token: str, now: float | None = None) -> str | None:
+    """None when the token is good for this session; otherwise why not."""
+    expires_s, _, signature = token.partition(".")
+    if not expires_s.isdigit() or not signature:
+        return "malformed token"
+    if not hmac.compare_digest(signature, _signature(keyring, sid, int(expires_s))):
+        return "token is not valid for this session"
+    if int(expires_s) < (now if now is not None else time.time()):
+        return "token expired"
+    return None

@@ -1,0 +1,142 @@
+"""WebSocket fan-out: one tail of ``dodo:events`` per gateway, dispatched to that session's sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+
+import orjson
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from gateway.auth import check_token, valid_session_id
+from schemas.events import TERMINAL_TYPES, Event, EventType
+from streams.connection import RETRYABLE, Redis
+from streams.events import history, last_global_id, stream_id_key, tail
+
+log = logging.getLogger("dodolens.hub")
+
+QUEUE_LIMIT = 1000
+
+
+class Hub:
+    """Keeps the subscribers of each session and feeds them from the global event stream."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self.subscribers: dict[str, set[asyncio.Queue[Event | None]]] = defaultdict(set)
+        self._task: asyncio.Task[None] | None = None
+
+    def subscribe(self, sid: str) -> asyncio.Queue[Event | None]:
+        queue: asyncio.Queue[Event | None] = asyncio.Queue(QUEUE_LIMIT)
+        self.subscribers[sid].add(queue)
+        return queue
+
+    def unsubscribe(self, sid: str, queue: asyncio.Queue[Event | None]) -> None:
+        self.subscribers[sid].discard(queue)
+        if not self.subscribers[sid]:
+            del self.subscribers[sid]
+
+    @property
+    def connections(self) -> int:
+        return sum(len(s) for s in self.subscribers.values())
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="dodolens-hub")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        """Tail forever; on an outage wait and go on from the last id seen, so nothing is skipped."""
+        last_id: str | None = None
+        delay = 0.1
+        while True:
+            try:
+                if last_id is None:
+                    last_id = await last_global_id(self.redis)
+                last_id, events = await tail(self.redis, last_id)
+                delay = 0.1
+            except RETRYABLE:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            for event in events:
+                for queue in tuple(self.subscribers.get(event.session_id, ())):
+                    if queue.full():
+                        queue.get_nowait()
+                    queue.put_nowait(event)
+
+
+async def _until_disconnect(ws: WebSocket, queue: "asyncio.Queue[Event | None]") -> None:
+    """Read (and ignore) client messages so a disconnect is noticed; then wake the sender."""
+    try:
+        while (await ws.receive()).get("type") != "websocket.disconnect":
+            pass
+    finally:
+        queue.put_nowait(None)
+
+
+def _closes(event: Event) -> bool:
+    if event.type == EventType.ERROR:
+        return not event.data.get("retryable", False)
+    return event.type in TERMINAL_TYPES
+
+
+async def events_socket(ws: WebSocket) -> None:
+    """Replay what the client missed after ``last_event_id``, then stream live until a terminal event."""
+    sid = ws.path_params["sid"]
+    config = ws.app.state.config
+    hub: Hub = ws.app.state.hub
+    await ws.accept()
+    token = ws.query_params.get("token", "")
+    last_id = ws.query_params.get("last_event_id") or None
+    if ws.url.path.startswith("/session/") and not token:
+        try:
+            join = orjson.loads(await asyncio.wait_for(ws.receive_text(), 10))
+            token, last_id = str(join.get("token", "")), join.get("last_event_id") or last_id
+        except (asyncio.TimeoutError, orjson.JSONDecodeError, WebSocketDisconnect, AttributeError):
+            token = ""
+    problem = "unknown session" if not valid_session_id(sid) else check_token(config.stream.keyring, sid, token)
+    if problem:
+        await ws.send_json({"type": "error", "session_id": sid, "data": {"code": "bad_token", "message": problem, "retryable": False}})
+        await ws.close(code=4401)
+        return
+    queue = hub.subscribe(sid)
+    try:
+        try:
+            backlog = await history(hub.redis, sid, last_id)
+        except RETRYABLE:
+            backlog = []
+        sent = stream_id_key(last_id) if last_id else (0, 0)
+        for event in backlog:
+            await ws.send_text(event.model_dump_json())
+            sent = stream_id_key(event.id)
+            if _closes(event):
+                await ws.close()
+                return
+        drain = asyncio.create_task(_until_disconnect(ws, queue))
+        try:
+            while (event := await queue.get()) is not None:
+                if stream_id_key(event.id) <= sent:
+                    continue
+                await ws.send_text(event.model_dump_json())
+                sent = stream_id_key(event.id)
+                if _closes(event):
+                    await ws.close()
+                    return
+        finally:
+            drain.cancel()
+    except WebSocketDisconnect:
+        return
+    finally:
+        hub.unsubscribe(sid, queue)
+
+
+routes = [
+    WebSocketRoute("/sessions/{sid}/events", events_socket),
+    WebSocketRoute("/session/{sid}", events_socket),
+]

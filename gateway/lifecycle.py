@@ -1,0 +1,77 @@
+"""How an upload ends at the gateway — queued for decoding or erased — whatever protocol brought it."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from gateway.config import GatewayConfig, ResultStore
+from gateway.errors import ApiError
+from schemas.api import ErasureReceipt
+from schemas.events import EventType
+from streams import keys
+from streams.audit import audit
+from streams.chunks import ChunkMissing, iter_chunks
+from streams.connection import Redis
+from streams.events import publish
+from streams.jobs import enqueue
+from streams.lifecycle import erase_session, fail_session
+from streams.sessions import State, expected_chunks, missing_chunks, set_state
+
+UPLOADABLE = frozenset({State.CREATED, State.UPLOADING})
+
+
+async def sha256_of(r: Redis, cfg: GatewayConfig, sid: str) -> str:
+    digest = hashlib.sha256()
+    async for chunk in iter_chunks(r, cfg.stream, sid):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+async def complete_upload(r: Redis, cfg: GatewayConfig, sid: str, meta: dict[str, str], *, chunks: int | None = None,
+                          sha256: str | None = None) -> str:
+    """Check that every byte is there, then queue the session for the decoders; returns its state.
+
+    ``chunks`` is the client's own count (the chunk API sends it; tus has none to send).
+    A session already past uploading is left as it is: completing twice is harmless.
+    """
+    if meta["state"] not in UPLOADABLE:
+        return meta["state"]
+    if meta.get("protocol") == "tus-partial":
+        raise ApiError(409, "partial_upload", "a partial tus upload is processed only inside a final concatenation")
+    size, chunk_size = int(meta["size"]), int(meta["chunk_size"])
+    count = expected_chunks(size, chunk_size)
+    missing = missing_chunks(meta)
+    if missing:
+        message = f"{len(missing)} chunk(s) missing; send them and complete again"
+        await publish(r, cfg.stream, sid, EventType.ERROR,
+                      {"code": "missing_chunks", "message": message, "retryable": True, "missing": missing[:100]})
+        raise ApiError(409, "missing_chunks", message, missing=missing)
+    if (chunks is not None and chunks != count) or int(meta["bytes"]) != size:
+        message = f"declared {size} bytes in {count} chunks, got {meta['bytes']} bytes and complete(chunks={chunks})"
+        await fail_session(r, cfg.stream, sid, "size_mismatch", message)
+        raise ApiError(422, "size_mismatch", message)
+    if sha256:
+        try:
+            actual = await sha256_of(r, cfg, sid)
+        except ChunkMissing:
+            message = "chunks expired before completion; upload again"
+            await fail_session(r, cfg.stream, sid, "media_expired", message, retryable=True)
+            raise ApiError(410, "media_expired", message) from None
+        if actual != sha256.lower():
+            message = "the SHA-256 of the received bytes does not match the one declared"
+            await fail_session(r, cfg.stream, sid, "checksum_mismatch", message)
+            raise ApiError(422, "checksum_mismatch", message)
+    await set_state(r, cfg.stream, sid, State.QUEUED, uploaded_at=time.time())
+    await enqueue(r, cfg.stream, keys.JOBS, sid)
+    await publish(r, cfg.stream, sid, EventType.UPLOAD_COMPLETE, {"size": size, "chunks": count})
+    await audit(r, cfg.stream, "upload_complete", sid, size=size, chunks=count)
+    return State.QUEUED
+
+
+async def erase_upload(r: Redis, cfg: GatewayConfig, results: ResultStore, sid: str) -> ErasureReceipt:
+    """Every Redis key of the session, then its stored result: the GDPR art. 17 path."""
+    receipt = await erase_session(r, cfg.stream, sid)
+    deleted = await results.delete(sid)
+    await audit(r, cfg.stream, "result_erased", sid, deleted=deleted)
+    return ErasureReceipt(**receipt, result_deleted=deleted)

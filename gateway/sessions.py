@@ -1,0 +1,208 @@
+"""The session API: create, upload chunks, complete, status, result, erase."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.auth import check_token, issue_token, new_session_id, valid_session_id
+from gateway.config import GatewayConfig
+from gateway.errors import ApiError
+from gateway.lifecycle import UPLOADABLE, complete_upload, erase_upload
+from schemas.api import Accepted, ChunkStored, Complete, CreateSession, SessionCreated, SessionStatus
+from schemas.events import EventType
+from streams import keys
+from streams.audit import audit
+from streams.chunks import append_chunk
+from streams.connection import Redis
+from streams.events import publish
+from streams.sessions import (
+    State,
+    active_sessions,
+    chunk_map,
+    create_session,
+    expected_chunks,
+    expected_length,
+    get_meta,
+    missing_chunks,
+    set_state,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _cfg(request: Request) -> GatewayConfig:
+    return request.app.state.config
+
+
+def _redis(request: Request) -> Redis:
+    return request.app.state.redis
+
+
+def json_response(model: BaseModel, status: int = 200) -> Response:
+    return Response(model.model_dump_json(), status_code=status, media_type="application/json")
+
+
+async def read_json(request: Request, model: type[M]) -> M:
+    """Parse a bounded JSON body into ``model``; every way it can be wrong is a 4xx."""
+    cfg = _cfg(request)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > cfg.max_json_bytes:
+            raise ApiError(413, "body_too_large", f"JSON bodies are limited to {cfg.max_json_bytes} bytes")
+    try:
+        return model.model_validate(orjson.loads(body or b"{}"))
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "malformed_json", "the body is not valid JSON") from None
+    except ValidationError as exc:
+        problems = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()]
+        raise ApiError(422, "invalid_body", "; ".join(problems)) from None
+
+
+def session_id(request: Request) -> str:
+    sid = request.path_params["sid"]
+    if not valid_session_id(sid):
+        raise ApiError(404, "unknown_session", "no such session")
+    return sid
+
+
+def authorize(request: Request, sid: str) -> None:
+    header = request.headers.get("authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else request.query_params.get("token", "")
+    if not token:
+        raise ApiError(401, "missing_token", "send the session token as 'Authorization: Bearer <token>'")
+    problem = check_token(_cfg(request).stream.keyring, sid, token)
+    if problem:
+        raise ApiError(403 if problem != "token expired" else 401, "bad_token", problem)
+
+
+async def session_meta(request: Request, sid: str) -> dict[str, str]:
+    meta = await get_meta(_redis(request), sid)
+    if meta is None:
+        raise ApiError(404, "unknown_session", "no such session (expired, erased or never created)")
+    return meta
+
+
+async def create(request: Request) -> Response:
+    cfg, r = _cfg(request), _redis(request)
+    body = await read_json(request, CreateSession)
+    if body.size > cfg.stream.max_size:
+        raise ApiError(413, "video_too_large", f"videos are limited to {cfg.stream.max_size} bytes")
+    if await active_sessions(r, cfg.stream) >= cfg.max_sessions:
+        raise ApiError(429, "too_many_sessions", "the service is busy; retry later",
+                       headers={"Retry-After": str(cfg.retry_after_s)})
+    sid = new_session_id()
+    await create_session(r, cfg.stream, sid, body.size, body.content_type or "application/octet-stream")
+    token, expires = issue_token(cfg.stream.keyring, sid, cfg.token_ttl_s)
+    count = expected_chunks(body.size, cfg.stream.chunk_size)
+    await publish(r, cfg.stream, sid, EventType.SESSION_CREATED, {"size": body.size, "chunks": count})
+    await audit(r, cfg.stream, "session_created", sid, size=body.size)
+    out = SessionCreated(session_id=sid, token=token, chunk_size=cfg.stream.chunk_size, max_chunks=count, expires_at=expires)
+    return json_response(out, 201)
+
+
+async def put_chunk(request: Request) -> Response:
+    cfg, r = _cfg(request), _redis(request)
+    sid = session_id(request)
+    authorize(request, sid)
+    try:
+        index = int(request.path_params["index"])
+    except ValueError:
+        raise ApiError(400, "bad_index", "the chunk index must be an integer") from None
+    meta = await session_meta(request, sid)
+    size, chunk_size = int(meta["size"]), int(meta["chunk_size"])
+    count = expected_chunks(size, chunk_size)
+    if not 0 <= index < count:
+        raise ApiError(400, "index_out_of_range", f"chunk index must be in [0, {count - 1}]")
+    if meta["state"] not in UPLOADABLE:
+        raise ApiError(409, "upload_closed", f"the session is {meta['state']}; it takes no more chunks")
+    if meta.get("protocol", "").startswith("tus"):
+        raise ApiError(409, "tus_upload", "this session is a tus upload; send its bytes with PATCH /files/{id}")
+    want = expected_length(size, chunk_size, index)
+    data = bytearray()
+    async for part in request.stream():
+        data += part
+        if len(data) > chunk_size:
+            raise ApiError(413, "chunk_too_large", f"chunks are at most {chunk_size} bytes")
+    if not data:
+        raise ApiError(400, "empty_chunk", "the chunk body is empty")
+    if len(data) != want:
+        raise ApiError(400, "bad_chunk_length", f"chunk {index} must be {want} bytes, got {len(data)}")
+    stored = await append_chunk(r, cfg.stream, sid, index, data)
+    data[:] = bytes(len(data))
+    if stored:
+        if meta["state"] == State.CREATED:
+            await set_state(r, cfg.stream, sid, State.UPLOADING)
+        received = int(await r.hget(keys.meta(sid), "received") or 0)
+        await publish(r, cfg.stream, sid, EventType.CHUNK_RECEIVED, {"index": index, "received": received, "chunks": count})
+    return json_response(ChunkStored(session_id=sid, index=index, stored=stored))
+
+
+async def complete(request: Request) -> Response:
+    sid = session_id(request)
+    authorize(request, sid)
+    body = await read_json(request, Complete)
+    meta = await session_meta(request, sid)
+    state = await complete_upload(_redis(request), _cfg(request), sid, meta, chunks=body.chunks, sha256=body.sha256)
+    return json_response(Accepted(session_id=sid, state=state), 202)
+
+
+async def status(request: Request) -> Response:
+    sid = session_id(request)
+    authorize(request, sid)
+    meta = await session_meta(request, sid)
+    size, chunk_size = int(meta["size"]), int(meta["chunk_size"])
+    error = {"code": meta["error_code"], "message": meta.get("error", "")} if "error_code" in meta else None
+    out = SessionStatus(
+        session_id=sid,
+        state=meta["state"],
+        size=size,
+        chunk_size=chunk_size,
+        expected_chunks=expected_chunks(size, chunk_size),
+        received_chunks=len(chunk_map(meta)),
+        received_bytes=int(meta.get("bytes", 0)),
+        missing_chunks=missing_chunks(meta) if meta["state"] in UPLOADABLE else [],
+        created_at=float(meta["created_at"]),
+        updated_at=float(meta["updated_at"]),
+        error=error,
+    )
+    return json_response(out)
+
+
+async def result(request: Request) -> Response:
+    sid = session_id(request)
+    authorize(request, sid)
+    blob = await request.app.state.results.get(sid)
+    if blob is not None:
+        return Response(blob, media_type="application/json")
+    meta = await get_meta(_redis(request), sid)
+    if meta is None:
+        raise ApiError(404, "unknown_session", "no result for this session (expired, erased or never created)")
+    if meta["state"] == State.FAILED:
+        raise ApiError(409, "session_failed", meta.get("error", "processing failed"), reason=meta.get("error_code"))
+    raise ApiError(409, "not_ready", f"the session is {meta['state']}; the result is not ready yet")
+
+
+async def erase(request: Request) -> Response:
+    sid = session_id(request)
+    authorize(request, sid)
+    return json_response(await erase_upload(_redis(request), _cfg(request), request.app.state.results, sid))
+
+
+routes = [
+    Route("/sessions", create, methods=["POST"]),
+    Route("/sessions/{sid}", status, methods=["GET"]),
+    Route("/sessions/{sid}", erase, methods=["DELETE"]),
+    Route("/sessions/{sid}/chunks/{index}", put_chunk, methods=["PUT"]),
+    Route("/sessions/{sid}/complete", complete, methods=["POST"]),
+    Route("/sessions/{sid}/result", result, methods=["GET"]),
+]
