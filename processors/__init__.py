@@ -1,0 +1,1 @@
+"""Workers: PyAV decode, frame selection, analysis (OpenAI), result sinks, cleanup."""

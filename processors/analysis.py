@@ -1,0 +1,120 @@
+"""Analyzer job: frames + audio -> model -> result (< 5 KB) -> sink; media deleted whatever happens."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import orjson
+
+from processors.analyzer import Analysis, AnalysisError, analyze
+from processors.config import WorkerConfig
+from processors.sinks import ResultSink, SinkError
+from schemas.errors import ErrorCode
+from schemas.events import EventType, utc_now
+from schemas.result import AnalysisInfo, AnalysisStatus, Result, ResultTooLarge, Timings, VideoInfo, encode_result
+from streams.audit import audit
+from streams.connection import Redis
+from streams.events import publish
+from streams.jobs import Job
+from streams.lifecycle import fail_session
+from streams.media import delete_media, load_audio, load_frames
+from streams.sessions import FINISHED, State, get_meta, is_erased, set_state
+
+
+def build_result(sid: str, meta: dict[str, str], frames: list[float], analysis: Analysis, analysis_s: float) -> Result:
+    """Assemble the persisted result from the session's meta and the analysis (pure)."""
+    now = time.time()
+    created = float(meta["created_at"])
+    uploaded = float(meta.get("uploaded_at", created))
+    started = float(meta.get("processing_started_at", uploaded))
+    return Result(
+        session_id=sid,
+        created_at=utc_now(),
+        video=VideoInfo(
+            duration_s=round(float(meta.get("duration", 0)), 3),
+            size_bytes=int(meta["size"]),
+            width=int(meta.get("width", 0)),
+            height=int(meta.get("height", 0)),
+            codec=meta.get("codec", ""),
+            container=meta.get("container", ""),
+            rotation=int(meta.get("rotation", 0)),
+            has_audio=meta.get("has_audio") == "1",
+        ),
+        frames=[round(t, 2) for t in frames],
+        analysis=AnalysisInfo(
+            status=AnalysisStatus.SKIPPED if analysis.inventory is None else AnalysisStatus.COMPLETE,
+            reason=analysis.skipped_reason,
+            model=analysis.model,
+            transcript_chars=len(analysis.transcript or ""),
+            tokens=analysis.tokens,
+        ),
+        inventory=analysis.inventory,
+        timings=Timings(
+            upload_s=round(uploaded - created, 3),
+            queue_s=round(started - uploaded, 3),
+            decode_s=float(meta.get("decode_s", 0)),
+            analysis_s=round(analysis_s, 3),
+            total_s=round(now - uploaded, 3),
+        ),
+    )
+
+
+async def analyze_job(r: Redis, cfg: WorkerConfig, sink: ResultSink, job: Job) -> None:
+    sid = job.session_id
+    meta = await get_meta(r, sid)
+    if meta is None or await is_erased(r, sid):
+        await delete_media(r, sid)
+        return
+    if meta["state"] in FINISHED:
+        await delete_media(r, sid)
+        return
+    try:
+        await set_state(r, cfg.stream, sid, State.ANALYZING)
+        frames = await load_frames(r, cfg.stream, sid)
+        audio = await load_audio(r, cfg.stream, sid)
+        if not frames:
+            await fail_session(r, cfg.stream, sid, ErrorCode.MEDIA_EXPIRED,
+                               "the extracted frames expired or were lost before analysis; upload again", retryable=True)
+            return
+        timestamps = [t for t, _ in frames]
+        await audit(r, cfg.stream, "media_access", sid, stage="analysis", consumer=cfg.consumer)
+
+        async def progress(stage: str, fraction: float) -> None:
+            await publish(r, cfg.stream, sid, EventType.AI_ANALYSIS_PROGRESS, {"stage": stage, "progress": round(fraction, 3)})
+
+        started = time.time()
+        elapsed = started - float(meta.get("processing_started_at", started))
+        try:
+            analysis = await asyncio.wait_for(analyze(frames, audio, cfg.analyzer, progress),
+                                              max(1.0, cfg.processing_timeout_s - elapsed))
+        except asyncio.TimeoutError:
+            await fail_session(r, cfg.stream, sid, ErrorCode.PROCESSING_TIMEOUT,
+                               f"processing took longer than {cfg.processing_timeout_s:.0f} s", retryable=True)
+            return
+        except AnalysisError as exc:
+            await fail_session(r, cfg.stream, sid, exc.code, exc.message, retryable=exc.retryable)
+            return
+        finally:
+            frames.clear()
+            audio = None
+        await delete_media(r, sid)
+        result = build_result(sid, await get_meta(r, sid) or meta, timestamps, analysis, time.time() - started)
+        try:
+            blob = encode_result(result)
+        except ResultTooLarge as exc:
+            await fail_session(r, cfg.stream, sid, ErrorCode.RESULT_TOO_LARGE, str(exc))
+            return
+        if await is_erased(r, sid):
+            return
+        try:
+            await sink.put(sid, blob)
+        except SinkError as exc:
+            await fail_session(r, cfg.stream, sid, ErrorCode.SINK_FAILED, f"the result could not be stored: {exc}",
+                               retryable=True)
+            return
+        await set_state(r, cfg.stream, sid, State.DONE, result_bytes=len(blob))
+        await publish(r, cfg.stream, sid, EventType.ANALYSIS_COMPLETE, {"result": orjson.loads(blob)})
+        await audit(r, cfg.stream, "analysis_complete", sid, result_bytes=len(blob), seconds=result.timings.total_s)
+    finally:
+        await delete_media(r, sid)

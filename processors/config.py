@@ -1,0 +1,30 @@
+"""What the workers need, built by the composition root from the settings."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+
+from processors.analyzer import AnalyzerConfig
+from processors.decode import DecodeLimits
+from streams.config import StreamConfig
+
+
+def default_consumer() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    analyzer: AnalyzerConfig = field(default_factory=lambda: AnalyzerConfig(base_url=None, api_key=None))
+    limits: DecodeLimits = field(default_factory=DecodeLimits)
+    consumer: str = field(default_factory=default_consumer)
+    decode_concurrency: int = 2
+    analyze_concurrency: int = 4
+    claim_idle_ms: int = 30_000
+    max_deliveries: int = 3
+    processing_timeout_s: float = 300.0
+    block_ms: int = 1000
+    sweep_interval_s: float = 60.0

@@ -1,0 +1,119 @@
+"""Cleanup sweeper: the safety net behind TTLs and the workers' own deletes.
+
+Every ``sweep_interval_s`` it finds media keys that should not exist (session finished or
+gone, or no TTL), deletes them and records a ``failed_cleanup`` alert; tells clients of
+sessions that expired; and, when Redis passes 80 % of ``maxmemory``, fails the oldest
+sessions to make room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from schemas.errors import ErrorCode
+from schemas.events import EventType
+from streams import keys
+from streams.audit import audit
+from streams.config import StreamConfig
+from streams.connection import RETRYABLE, Redis
+from streams.events import publish
+from streams.lifecycle import fail_session
+from streams.sessions import FINISHED, get_meta
+
+log = logging.getLogger("dodolens.sweeper")
+
+MEMORY_THRESHOLD = 0.8
+ERASED_RETENTION_S = 86_400
+
+
+@dataclass
+class SweepReport:
+    orphans_deleted: list[str] = field(default_factory=list)
+    expired_sessions: list[str] = field(default_factory=list)
+    pressure_failed: list[str] = field(default_factory=list)
+
+
+async def alert(r: Redis, kind: str, **fields: str | int | float) -> None:
+    await r.xadd(keys.ALERTS, {"type": kind, "at": time.time(), **fields}, maxlen=1000, approximate=True)
+
+
+async def media_keys_by_session(r: Redis) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    async for raw in r.scan_iter(match=f"{keys.PREFIX}:{{*}}:*", count=500):
+        key = raw.decode() if isinstance(raw, bytes) else raw
+        sid = keys.session_id_of(key)
+        if sid and key in keys.media_keys(sid):
+            found.setdefault(sid, []).append(key)
+    return found
+
+
+async def sweep_orphans(r: Redis, cfg: StreamConfig, report: SweepReport) -> None:
+    for sid, media in (await media_keys_by_session(r)).items():
+        meta = await get_meta(r, sid)
+        finished = meta is None or meta.get("state") in FINISHED
+        stray = [k for k in media if finished or await r.ttl(k) == -1]
+        if not stray:
+            continue
+        await r.delete(*stray)
+        report.orphans_deleted.extend(stray)
+        await alert(r, "failed_cleanup", keys=len(stray))
+        await audit(r, cfg, "failed_cleanup", sid, keys_deleted=len(stray))
+
+
+async def sweep_expired(r: Redis, cfg: StreamConfig, report: SweepReport) -> None:
+    """Sessions still listed as active whose meta expired: delete leftovers and tell the client."""
+    for raw in await r.zrange(keys.ACTIVE, 0, -1):
+        sid = raw.decode() if isinstance(raw, bytes) else raw
+        if await get_meta(r, sid) is not None:
+            continue
+        await r.zrem(keys.ACTIVE, sid)
+        await r.delete(*keys.media_keys(sid))
+        await publish(r, cfg, sid, EventType.ERROR, {"code": ErrorCode.MEDIA_EXPIRED, "retryable": True,
+                                                     "message": "the session expired before it finished; upload again"})
+        report.expired_sessions.append(sid)
+        await audit(r, cfg, "ttl_expired", sid)
+
+
+async def memory_fraction(r: Redis) -> float | None:
+    info = await r.info("memory")
+    maximum = int(info.get("maxmemory", 0))
+    return int(info["used_memory"]) / maximum if maximum else None
+
+
+async def relieve_memory(r: Redis, cfg: StreamConfig, report: SweepReport, threshold: float = MEMORY_THRESHOLD) -> None:
+    """Fail the oldest active sessions until Redis is back under ``threshold`` of maxmemory."""
+    while (fraction := await memory_fraction(r)) is not None and fraction > threshold:
+        oldest = await r.zrange(keys.ACTIVE, 0, 0)
+        if not oldest:
+            await alert(r, "memory_pressure", fraction=round(fraction, 3), sessions=0)
+            return
+        sid = oldest[0].decode() if isinstance(oldest[0], bytes) else oldest[0]
+        await r.zrem(keys.ACTIVE, sid)
+        await fail_session(r, cfg, sid, ErrorCode.MEMORY_PRESSURE,
+                           "the service ran short of memory and dropped this upload; upload again", retryable=True)
+        report.pressure_failed.append(sid)
+        await alert(r, "memory_pressure", fraction=round(fraction, 3))
+
+
+async def sweep_once(r: Redis, cfg: StreamConfig) -> SweepReport:
+    report = SweepReport()
+    await sweep_orphans(r, cfg, report)
+    await sweep_expired(r, cfg, report)
+    await relieve_memory(r, cfg, report)
+    await r.zremrangebyscore(keys.ERASED, "-inf", time.time() - ERASED_RETENTION_S)
+    return report
+
+
+async def run_sweeper(r: Redis, cfg: StreamConfig, interval_s: float, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await sweep_once(r, cfg)
+        except RETRYABLE:
+            log.warning("sweep skipped: Redis unreachable")
+        try:
+            await asyncio.wait_for(stop.wait(), interval_s)
+        except asyncio.TimeoutError:
+            pass
