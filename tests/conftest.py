@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -49,15 +49,11 @@ def settings(redis_server: EmbeddedRedis, tmp_path: Path) -> "Settings":
                     claim_idle_ms=2_000)
 
 
-async def start_runtime(settings: "Settings", **options: Any) -> "Runtime":
-    from dodolens.runner import Runtime
-
-    return await Runtime(settings, **options).start()
-
-
 @pytest.fixture
 async def runtime(settings: "Settings") -> AsyncIterator["Runtime"]:
-    rt = await start_runtime(settings)
+    from dodolens.runner import Runtime
+
+    rt = await Runtime(settings).start()
     try:
         yield rt
     finally:

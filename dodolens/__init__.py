@@ -1,0 +1,1 @@
+"""Composition root: settings, the ``dodolens`` CLI, and the embedded runner."""

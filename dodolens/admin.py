@@ -1,0 +1,28 @@
+"""Operator actions that span Redis and the result store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dodolens.runner import make_sink
+from dodolens.settings import Settings, SettingsError
+from streams.audit import audit
+from streams.connection import connect
+from streams.lifecycle import erase_session
+
+
+async def erase_everywhere(settings: Settings, sid: str) -> dict[str, Any]:
+    """What ``DELETE /sessions/{sid}`` does, for an operator: Redis keys and the stored result."""
+    if not settings.redis_url:
+        raise SettingsError("erase needs REDIS_URL: the Redis that holds the session")
+    r = connect(settings.redis_url, cluster=settings.redis_cluster)
+    sink = make_sink(settings)
+    try:
+        stream = settings.stream_config(settings.keyring())
+        receipt = await erase_session(r, stream, sid)
+        receipt["result_deleted"] = await sink.delete(sid)
+        await audit(r, stream, "result_erased", sid, deleted=receipt["result_deleted"], by="operator")
+        return receipt
+    finally:
+        await sink.close()
+        await r.aclose()

@@ -1,0 +1,132 @@
+"""Runs DodoLens in one process: embedded Redis when needed, gateway on uvicorn, workers as tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import uvicorn
+
+from dodolens.settings import Settings
+from gateway.app import create_app
+from processors.analysis import analyze_job
+from processors.config import WorkerConfig
+from processors.decoder import decode_job
+from processors.sinks import ResultSink, open_sink
+from processors.sweeper import run_sweeper
+from processors.worker import run_group
+from streams import keys
+from streams.analytics import analytics_hook
+from streams.config import StreamConfig
+from streams.connection import Redis, connect, ensure_ephemeral
+from streams.embedded import EmbeddedRedis, free_port
+from streams.events import EventHook, add_event_hook, remove_event_hook
+
+log = logging.getLogger("dodolens")
+
+
+def make_sink(settings: Settings) -> ResultSink:
+    return open_sink(
+        airtable_api_key=settings.airtable_api_key,
+        airtable_base_id=settings.airtable_base_id,
+        airtable_table=settings.airtable_table,
+        airtable_endpoint=settings.airtable_endpoint,
+        sqlite_path=settings.results_db,
+    )
+
+
+async def run_workers(r: Redis, cfg: WorkerConfig, sink: ResultSink, stop: asyncio.Event) -> None:
+    """The decoder and analyzer consumer groups, side by side, until ``stop`` is set."""
+    common = dict(consumer=cfg.consumer, claim_idle_ms=cfg.claim_idle_ms, max_deliveries=cfg.max_deliveries,
+                  block_ms=cfg.block_ms, stop=stop)
+    await asyncio.gather(
+        run_group(r, cfg.stream, stream=keys.JOBS, group=keys.DECODERS, concurrency=cfg.decode_concurrency,
+                  handler=lambda job: decode_job(r, cfg, job), **common),
+        run_group(r, cfg.stream, stream=keys.ANALYZE, group=keys.ANALYZERS, concurrency=cfg.analyze_concurrency,
+                  handler=lambda job: analyze_job(r, cfg, sink, job), **common),
+        run_sweeper(r, cfg.stream, cfg.sweep_interval_s, stop),
+    )
+
+
+@dataclass
+class Runtime:
+    """What one ``dodolens`` process runs; ``url`` is the gateway's address once started."""
+
+    settings: Settings
+    gateway: bool = True
+    workers: bool = True
+    host: str = "127.0.0.1"
+    port: int = 0
+    redis_url: str = ""
+    stream: StreamConfig | None = None
+    embedded: EmbeddedRedis | None = None
+    redis: Redis | None = None
+    sink: ResultSink | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    server: uvicorn.Server | None = None
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    hooks: list[EventHook] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> "Runtime":
+        s = self.settings
+        if s.redis_url:
+            self.redis_url = s.redis_url
+        else:
+            self.embedded = await asyncio.to_thread(EmbeddedRedis().start)
+            self.redis_url = self.embedded.url
+        self.redis = connect(self.redis_url, cluster=s.redis_cluster)
+        await ensure_ephemeral(self.redis, allow_persistent=s.allow_persistent_redis)
+        self.stream = s.stream_config(s.keyring())
+        self.sink = make_sink(s)
+        self.hooks = [analytics_hook(self.redis, self.stream)]
+        for hook in self.hooks:
+            add_event_hook(hook)
+        if self.workers:
+            self.tasks.append(asyncio.create_task(run_workers(self.redis, s.worker_config(self.stream), self.sink,
+                                                              self.stop_event)))
+        if self.gateway:
+            self.port = self.port or free_port()
+            app = create_app(self.redis, s.gateway_config(self.stream), self.sink)
+            config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", lifespan="on",
+                                    ws_ping_interval=20.0, ws_ping_timeout=20.0)
+            self.server = uvicorn.Server(config)
+            self.tasks.append(asyncio.create_task(self.server.serve()))
+            while not self.server.started:
+                if self.tasks[-1].done():
+                    self.tasks[-1].result()
+                    raise RuntimeError(f"the gateway could not listen on {self.host}:{self.port}")
+                await asyncio.sleep(0.02)
+        return self
+
+    async def __aenter__(self) -> "Runtime":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def wait(self) -> None:
+        await asyncio.gather(*self.tasks)
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        if self.server:
+            self.server.should_exit = True
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*self.tasks, return_exceptions=True), 10)
+        for task in self.tasks:
+            task.cancel()
+        for hook in self.hooks:
+            remove_event_hook(hook)
+        if self.sink:
+            await self.sink.close()
+        if self.redis:
+            await self.redis.aclose()
+        if self.embedded:
+            await asyncio.to_thread(self.embedded.stop)
+

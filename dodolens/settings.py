@@ -1,0 +1,154 @@
+"""Settings, read once from the environment (``DODOLENS_*`` plus the ecosystem's own names)."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from gateway.config import GatewayConfig
+from processors.analyzer import AnalyzerConfig
+from processors.config import WorkerConfig
+from processors.decode import DecodeLimits
+from streams.config import MiB, StreamConfig
+from streams.crypto import Keyring
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used as given."""
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _secret(env: Mapping[str, str]) -> bytes | None:
+    """The master secret from ``DODOLENS_MASTER_SECRET`` (hex or base64) or ``..._FILE``."""
+    raw = env.get("DODOLENS_MASTER_SECRET", "")
+    path = env.get("DODOLENS_MASTER_SECRET_FILE", "")
+    if not raw and path:
+        raw = Path(path).read_text().strip()
+    if not raw:
+        return None
+    try:
+        secret = bytes.fromhex(raw)
+    except ValueError:
+        secret = base64.b64decode(raw + "=" * (-len(raw) % 4))
+    if len(secret) < 32:
+        raise SettingsError("DODOLENS_MASTER_SECRET must hold at least 32 bytes (64 hex characters)")
+    return secret
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str | None = None
+    redis_cluster: bool = False
+    allow_persistent_redis: bool = False
+    master_secret: bytes | None = field(default=None, repr=False)
+    chunk_size: int = MiB
+    max_size: int = 512 * MiB
+    chunk_ttl_s: int = 300
+    session_ttl_s: int = 600
+    max_sessions: int = 10
+    token_ttl_s: int = 3600
+    openai_api_key: str | None = field(default=None, repr=False)
+    openai_base_url: str | None = None
+    vision_model: str = "gpt-4o-mini"
+    transcription_model: str = "whisper-1"
+    openai_timeout_s: float = 60.0
+    openai_max_retries: int = 3
+    image_detail: str = "low"
+    airtable_api_key: str | None = field(default=None, repr=False)
+    airtable_base_id: str | None = None
+    airtable_table: str = "results"
+    airtable_endpoint: str | None = None
+    results_db: str = "dodolens-results.sqlite3"
+    frames: int = 8
+    max_deliveries: int = 3
+    processing_timeout_s: float = 300.0
+    decode_concurrency: int = 2
+    claim_idle_ms: int = 30_000
+    sweep_interval_s: float = 60.0
+    admin_token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        d = cls()
+
+        def get(name: str, default: object) -> str:
+            return env.get(f"DODOLENS_{name}", str(default))
+
+        return cls(
+            redis_url=env.get("REDIS_URL") or None,
+            redis_cluster=_bool(get("REDIS_CLUSTER", "0")),
+            allow_persistent_redis=_bool(get("ALLOW_PERSISTENT_REDIS", "0")),
+            master_secret=_secret(env),
+            chunk_size=int(get("CHUNK_SIZE", d.chunk_size)),
+            max_size=int(get("MAX_SIZE", d.max_size)),
+            chunk_ttl_s=int(get("CHUNK_TTL", d.chunk_ttl_s)),
+            session_ttl_s=int(get("SESSION_TTL", d.session_ttl_s)),
+            max_sessions=int(get("MAX_SESSIONS", d.max_sessions)),
+            token_ttl_s=int(get("TOKEN_TTL", d.token_ttl_s)),
+            openai_api_key=env.get("OPENAI_API_KEY") or None,
+            openai_base_url=env.get("OPENAI_BASE_URL") or None,
+            vision_model=get("VISION_MODEL", d.vision_model),
+            transcription_model=get("TRANSCRIPTION_MODEL", d.transcription_model),
+            openai_timeout_s=float(get("OPENAI_TIMEOUT", d.openai_timeout_s)),
+            openai_max_retries=int(get("OPENAI_MAX_RETRIES", d.openai_max_retries)),
+            image_detail=get("IMAGE_DETAIL", d.image_detail),
+            airtable_api_key=env.get("AIRTABLE_API_KEY") or None,
+            airtable_base_id=env.get("DODOLENS_AIRTABLE_BASE_ID") or None,
+            airtable_table=get("AIRTABLE_TABLE", d.airtable_table),
+            airtable_endpoint=env.get("DODOLENS_AIRTABLE_ENDPOINT") or None,
+            results_db=get("RESULTS_DB", d.results_db),
+            frames=int(get("FRAMES", d.frames)),
+            max_deliveries=int(get("MAX_DELIVERIES", d.max_deliveries)),
+            processing_timeout_s=float(get("PROCESSING_TIMEOUT", d.processing_timeout_s)),
+            decode_concurrency=int(get("DECODE_CONCURRENCY", d.decode_concurrency)),
+            claim_idle_ms=int(get("CLAIM_IDLE_MS", d.claim_idle_ms)),
+            sweep_interval_s=float(get("SWEEP_INTERVAL", d.sweep_interval_s)),
+            admin_token=env.get("DODOLENS_ADMIN_TOKEN") or None,
+        )
+
+    def with_overrides(self, **changes: object) -> "Settings":
+        return replace(self, **changes)
+
+    def keyring(self) -> Keyring:
+        """The configured secret, or a random in-memory one (embedded mode: one process tree)."""
+        return Keyring(self.master_secret) if self.master_secret else Keyring.generate()
+
+    def stream_config(self, keyring: Keyring) -> StreamConfig:
+        return StreamConfig(
+            keyring=keyring,
+            chunk_size=self.chunk_size,
+            max_size=self.max_size,
+            chunk_ttl_s=self.chunk_ttl_s,
+            session_ttl_s=self.session_ttl_s,
+        )
+
+    def gateway_config(self, stream: StreamConfig) -> GatewayConfig:
+        return GatewayConfig(stream=stream, token_ttl_s=self.token_ttl_s, max_sessions=self.max_sessions,
+                             admin_token=self.admin_token)
+
+    def worker_config(self, stream: StreamConfig) -> WorkerConfig:
+        return WorkerConfig(
+            stream=stream,
+            analyzer=AnalyzerConfig(
+                base_url=self.openai_base_url,
+                api_key=self.openai_api_key,
+                vision_model=self.vision_model,
+                transcription_model=self.transcription_model,
+                timeout_s=self.openai_timeout_s,
+                max_retries=self.openai_max_retries,
+                image_detail=self.image_detail,
+            ),
+            limits=DecodeLimits(frame_count=self.frames),
+            decode_concurrency=self.decode_concurrency,
+            max_deliveries=self.max_deliveries,
+            processing_timeout_s=self.processing_timeout_s,
+            claim_idle_ms=self.claim_idle_ms,
+            sweep_interval_s=self.sweep_interval_s,
+        )
