@@ -1,0 +1,61 @@
+"""`dodolens analyze` is the main job: a phone video in, events in order and an inventory out."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import redis as sync_redis
+
+from streams.embedded import EmbeddedRedis
+from tests.support.videos import make_phone_clip
+
+EXPECTED_ORDER = ["session_created", "chunk_received", "upload_complete", "processing_started", "frames_extracted",
+                  "analysis_complete"]
+
+
+def dodolens(*args: str, env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "dodolens.cli", *args], env=env, capture_output=True, timeout=timeout,
+                          cwd=Path(__file__).resolve().parents[2])
+
+
+def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DODOLENS_", "OPENAI_", "AIRTABLE_", "REDIS_"))}
+    return {**env, "DODOLENS_RESULTS_DB": str(tmp_path / "results.sqlite3"), **extra}
+
+
+def test_analyze_a_60s_1080p_phone_video_with_the_index_at_the_end(tmp_path: Path, redis_server: EmbeddedRedis) -> None:
+    clip = make_phone_clip()
+    assert clip.find(b"moov") > clip.find(b"mdat") > 0, "moov after mdat, as phones write it"
+    video = tmp_path / "phone.mp4"
+    video.write_bytes(clip)
+    run = dodolens("analyze", str(video), "--json", env=clean_env(tmp_path, REDIS_URL=redis_server.url))
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    out = orjson.loads(run.stdout)
+    events, result = out["events"], out["result"]
+    first = [events.index(t) for t in EXPECTED_ORDER]
+    assert first == sorted(first), events
+    assert events[-1] == "analysis_complete"
+    duration = result["video"]["duration_s"]
+    assert abs(duration - 60.0) < 0.5 and result["video"]["width"] == 1920
+    stamps = result["frames"]
+    assert len(stamps) == 8 and (max(stamps) - min(stamps)) >= 0.8 * duration
+    assert result["analysis"]["status"] == "skipped"
+    client = sync_redis.Redis.from_url(redis_server.url)
+    left = [k.decode() for k in client.scan_iter(match=f"dodo:{{{out['session_id']}}}:*")]
+    assert not [k for k in left if k.endswith((":chunks", ":frames", ":audio"))], left
+
+
+def test_analyze_with_no_argument_uses_a_sample_and_an_embedded_redis(tmp_path: Path) -> None:
+    run = dodolens("analyze", env=clean_env(tmp_path))
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    assert b"analysis_complete" in run.stderr
+    assert b"Inventory" in run.stdout and b"analysis skipped" in run.stdout
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    run = dodolens("analyze", str(tmp_path / "nope.mp4"), env=clean_env(tmp_path))
+    assert run.returncode == 2 and b"nope.mp4" in run.stderr

@@ -1,0 +1,98 @@
+"""The whole pipeline through real HTTP and WebSocket: upload -> Redis -> PyAV -> analysis -> result."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import pytest
+
+from dodolens.client import analyze_bytes
+from dodolens.runner import Runtime
+from dodolens.settings import Settings
+from streams import keys
+from streams.connection import Redis
+from tests.support.fake_openai import FakeOpenAI, LocalServer
+from tests.support.videos import make_audio_only, make_video, truncate
+
+ORDER = ["session_created", "chunk_received", "upload_complete", "processing_started", "frames_extracted"]
+
+
+async def session_keys(redis: Redis, sid: str) -> set[str]:
+    return {k.decode() async for k in redis.scan_iter(match=f"dodo:{{{sid}}}:*")}
+
+
+def assert_in_order(types: list[str], expected: list[str]) -> None:
+    positions = [types.index(t) for t in expected]
+    assert positions == sorted(positions), types
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[tuple[FakeOpenAI, str]]:
+    fake = FakeOpenAI(transcript="Le piano reste ici. The sofa comes with us.")
+    async with LocalServer(fake.app) as server:
+        yield fake, server.url + "/v1"
+
+
+@pytest.fixture
+async def analyzing_runtime(settings: Settings, model: tuple[FakeOpenAI, str]) -> AsyncIterator[Runtime]:
+    fake, url = model
+    rt = await Runtime(replace(settings, openai_base_url=url, openai_api_key=fake.api_key, openai_max_retries=0)).start()
+    try:
+        yield rt
+    finally:
+        await rt.stop()
+
+
+async def test_a_video_becomes_an_inventory_and_leaves_no_media(
+    analyzing_runtime: Runtime, redis: Redis, model: tuple[FakeOpenAI, str]
+) -> None:
+    fake, _ = model
+    video = make_video(duration=6.0, width=640, height=360, noise=3)
+    outcome = await analyze_bytes(analyzing_runtime.url, video)
+    types = [e["type"] for e in outcome.events]
+    assert outcome.error is None, outcome.events[-1]
+    assert_in_order(types, [*ORDER, "ai_analysis_progress", "analysis_complete"])
+    assert types.count("chunk_received") == -(-len(video) // analyzing_runtime.stream.chunk_size)
+    result = outcome.result
+    assert result is not None and result["session_id"] == outcome.session_id
+    assert result["analysis"]["status"] == "complete"
+    assert result["video"]["size_bytes"] == len(video)
+    assert abs(result["video"]["duration_s"] - 6.0) < 0.2
+    assert len(result["frames"]) == 8
+    assert result["inventory"]["total_items"] > 0
+    assert len(fake.received("chat")[0].json["messages"][-1]["content"]) >= 8
+    assert not {k for k in await session_keys(redis, outcome.session_id) if k.rsplit(":", 1)[1] in ("chunks", "frames", "audio")}
+    async with __import__("httpx").AsyncClient(base_url=analyzing_runtime.url) as http:
+        stored = await http.get(f"/sessions/{outcome.session_id}/result",
+                                headers={"Authorization": f"Bearer {outcome.token}"})
+    assert stored.status_code == 200 and stored.json() == result
+
+
+async def test_without_a_model_the_analysis_is_skipped_with_a_reason(runtime: Runtime) -> None:
+    outcome = await analyze_bytes(runtime.url, make_video(duration=3.0, audio=None))
+    assert outcome.result is not None
+    assert outcome.result["analysis"]["status"] == "skipped"
+    assert "OPENAI" in outcome.result["analysis"]["reason"]
+    assert outcome.result["inventory"] is None
+    assert outcome.result["video"]["has_audio"] is False
+
+
+@pytest.mark.parametrize(
+    "make,code",
+    [
+        (lambda: b"this is not a video at all, just text. " * 2000, "not_a_video"),
+        (lambda: truncate(make_video(duration=3.0), 0.5), "truncated_video"),
+        (lambda: make_audio_only(), "no_video_stream"),
+    ],
+    ids=["non-video bytes", "truncated", "no video stream"],
+)
+async def test_bad_videos_end_in_an_error_event_and_no_media(runtime: Runtime, redis: Redis, make, code: str) -> None:
+    outcome = await analyze_bytes(runtime.url, make())
+    assert outcome.result is None
+    assert outcome.error is not None and outcome.error["code"] == code, outcome.events
+    assert outcome.error["message"]
+    assert outcome.events[-1]["type"] == "error"
+    left = await session_keys(redis, outcome.session_id)
+    assert not {k for k in left if k.endswith((":chunks", ":frames", ":audio"))}
+    assert await redis.hget(keys.meta(outcome.session_id), "state") == b"failed"
