@@ -1,0 +1,223 @@
+"""Frames and audio in, transcript and moving inventory out, through the OpenAI API.
+
+Retrying is the ``openai`` client's job: it retries timeouts, connection errors, 408, 409, 429
+and 5xx with exponential backoff (0.5 s doubling, capped at 8 s, minus up to 25 % jitter) and,
+when the server sends ``Retry-After`` or ``Retry-After-Ms`` of at most 120 s, waits exactly that.
+This module only turns what is left into stable error codes that say whether the job may be
+retried later, and refuses any answer that is not the inventory the schema asks for.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import openai
+
+from processors.prompt import IMAGE_DETAILS, build_messages, parse_inventory, response_format
+from schemas.errors import ErrorCode
+from schemas.inventory import Inventory
+
+log = logging.getLogger(__name__)
+
+SKIPPED_REASON = "no OpenAI API key or base URL configured (OPENAI_API_KEY / OPENAI_BASE_URL)"
+NO_KEY = "no-key"
+UNUSABLE_AUDIO_STATUSES = frozenset({400, 413, 415, 422})
+MAX_MESSAGE_CHARS = 300
+
+Progress = Callable[[str, float], Awaitable[None]]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class AnalyzerConfig:
+    base_url: str | None
+    api_key: str | None
+    vision_model: str = "gpt-4o-mini"
+    transcription_model: str = "whisper-1"
+    timeout_s: float = 60.0
+    max_retries: int = 3
+    image_detail: str = "low"
+    max_output_tokens: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.image_detail not in IMAGE_DETAILS:
+            raise ValueError(f"image_detail must be one of {IMAGE_DETAILS}, got {self.image_detail!r}")
+        if self.timeout_s <= 0 or self.max_retries < 0 or self.max_output_tokens < 1:
+            raise ValueError("timeout_s and max_output_tokens must be positive, max_retries not negative")
+
+    @property
+    def enabled(self) -> bool:
+        """A base URL alone is enough: a local OpenAI-compatible server may need no key."""
+        return bool(self.api_key or self.base_url)
+
+
+class AnalysisError(Exception):
+    """The analysis failed; ``retryable`` tells the worker whether running the job again may succeed."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+@dataclass
+class Analysis:
+    inventory: Inventory | None
+    model: str | None
+    transcript: str | None
+    tokens: int
+    skipped_reason: str | None
+    warnings: list[str] = field(default_factory=list)
+
+
+async def _no_progress(stage: str, fraction: float) -> None:
+    return None
+
+
+async def analyze(
+    frames: list[tuple[float, bytes]],
+    audio_wav: bytes | None,
+    config: AnalyzerConfig,
+    progress: Progress | None = None,
+) -> Analysis:
+    """Transcribe the audio (when there is some), then ask the vision model for the inventory."""
+    if not config.enabled:
+        return Analysis(inventory=None, model=None, transcript=None, tokens=0, skipped_reason=SKIPPED_REASON)
+    if not frames:
+        raise AnalysisError(ErrorCode.ANALYSIS_FAILED, "no frames to analyse", retryable=False)
+    report = progress or _no_progress
+    warnings: list[str] = []
+    transcript: str | None = None
+    tokens = 0
+    async with openai.AsyncOpenAI(
+        base_url=config.base_url,
+        api_key=config.api_key or NO_KEY,
+        timeout=config.timeout_s,
+        max_retries=config.max_retries,
+    ) as client:
+        if audio_wav:
+            await report("transcription", 0.05)
+            try:
+                transcription = await _call(
+                    "transcription",
+                    client.audio.transcriptions.create(
+                        model=config.transcription_model, file=("audio.wav", audio_wav, "audio/wav")
+                    ),
+                )
+            except _UnusableAudio as exc:
+                warnings.append(str(exc))
+                log.warning("continuing without transcript: %s", exc)
+            else:
+                transcript, used = _transcript(transcription)
+                tokens += used
+            await report("transcription", 0.3)
+        await report("vision", 0.35)
+        completion = await _call(
+            "vision",
+            client.chat.completions.create(
+                model=config.vision_model,
+                messages=build_messages(frames, transcript, config.image_detail),
+                response_format=response_format(),
+                max_completion_tokens=config.max_output_tokens,
+            ),
+        )
+        await report("vision", 0.9)
+        inventory = _inventory(completion, len(frames), config.max_output_tokens)
+        tokens += _chat_tokens(completion)
+        await report("inventory", 1.0)
+    model = getattr(completion, "model", None)
+    return Analysis(
+        inventory=inventory,
+        model=model if isinstance(model, str) else config.vision_model,
+        transcript=transcript,
+        tokens=tokens,
+        skipped_reason=None,
+        warnings=warnings,
+    )
+
+
+class _UnusableAudio(Exception):
+    """The speech model rejected the audio itself: the inventory can still be made from the frames."""
+
+
+async def _call(stage: str, request: Awaitable[T]) -> T:
+    """Await one API call; map what the client's retries could not fix to an AnalysisError."""
+    try:
+        return await request
+    except openai.APITimeoutError as exc:
+        raise AnalysisError(
+            ErrorCode.ANALYSIS_TIMEOUT, f"{stage}: the model API did not answer in time", retryable=True
+        ) from exc
+    except openai.APIConnectionError as exc:
+        raise AnalysisError(
+            ErrorCode.ANALYSIS_FAILED, f"{stage}: could not reach the model API ({exc})", retryable=True
+        ) from exc
+    except openai.APIStatusError as exc:
+        if stage == "transcription" and exc.status_code in UNUSABLE_AUDIO_STATUSES:
+            raise _UnusableAudio(f"transcription skipped: {_short(exc.message)}") from exc
+        message = f"{stage}: {_short(exc.message)}"
+        raise AnalysisError(ErrorCode.ANALYSIS_FAILED, message, retryable=_retryable(exc)) from exc
+    except (openai.OpenAIError, ValueError) as exc:
+        raise AnalysisError(
+            ErrorCode.ANALYSIS_FAILED, f"{stage}: unreadable answer from the model API ({_short(str(exc))})",
+            retryable=True,
+        ) from exc
+
+
+def _retryable(exc: openai.APIStatusError) -> bool:
+    """Rate limits and server errors pass; an exhausted quota, a bad key or a bad request do not."""
+    if exc.status_code == 429:
+        return getattr(exc, "code", None) != "insufficient_quota"
+    return exc.status_code in (408, 409) or exc.status_code >= 500
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "..."
+
+
+def _transcript(transcription: Any) -> tuple[str, int]:
+    text = getattr(transcription, "text", transcription)
+    if not isinstance(text, str):
+        raise AnalysisError(ErrorCode.ANALYSIS_FAILED, "transcription: answer without text", retryable=True)
+    usage = getattr(transcription, "usage", None)
+    return text.strip(), int(getattr(usage, "total_tokens", 0) or 0)
+
+
+def _chat_tokens(completion: Any) -> int:
+    return int(getattr(getattr(completion, "usage", None), "total_tokens", 0) or 0)
+
+
+def _inventory(completion: Any, frame_count: int, max_output_tokens: int) -> Inventory:
+    """The inventory in the model's answer, or analysis_failed saying why there is none."""
+
+    def failed(message: str) -> AnalysisError:
+        return AnalysisError(ErrorCode.ANALYSIS_FAILED, f"vision: {message}", retryable=False)
+
+    try:
+        choice = completion.choices[0]
+        message = choice.message
+    except (AttributeError, IndexError, TypeError):
+        raise failed("the answer has no choices") from None
+    if getattr(message, "refusal", None):
+        raise failed(f"the model refused: {_short(message.refusal)}")
+    if choice.finish_reason == "length":
+        raise failed(f"the answer was cut at max_output_tokens={max_output_tokens}")
+    if choice.finish_reason == "content_filter":
+        raise failed("the answer was withheld by the content filter")
+    if not isinstance(message.content, str) or not message.content:
+        raise failed("the answer is empty")
+    try:
+        payload = json.loads(message.content)
+    except ValueError as exc:
+        raise failed(f"the answer is not JSON ({exc})") from None
+    if not isinstance(payload, dict):
+        raise failed("the answer is not a JSON object")
+    try:
+        return parse_inventory(payload, frame_count=frame_count)
+    except ValueError as exc:
+        raise failed(f"the answer does not match the inventory schema ({_short(str(exc))})") from None

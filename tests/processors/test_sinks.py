@@ -1,0 +1,232 @@
+"""Result sinks: one result per session, replaceable, erasable; SQLite by default, Airtable over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from processors.sinks import AirtableSink, ResultSink, SinkError, SQLiteSink, open_sink
+from schemas.result import MAX_RESULT_BYTES
+from tests.support.fake_airtable import FakeAirtable
+from tests.support.fake_openai import LocalServer
+
+BLOB = b'{"v":1,"session_id":"s1","inventory":{"r":[["Salon",[4242,2,90,3]]]}}'
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LocalServer]:
+    with LocalServer(FakeAirtable().app) as running:
+        yield running
+
+
+@pytest.fixture
+def airtable(server: LocalServer) -> FakeAirtable:
+    """A fresh, empty Airtable for each test, behind the module's server."""
+    server.app = (fresh := FakeAirtable()).app
+    return fresh
+
+
+@pytest.fixture
+def airtable_url(server: LocalServer, airtable: FakeAirtable) -> str:
+    return server.url
+
+
+def airtable_sink(airtable: FakeAirtable, url: str, **options) -> AirtableSink:
+    options.setdefault("backoff_s", 0.01)
+    return AirtableSink(airtable.api_key, airtable.base_id, airtable.table, endpoint_url=url, **options)
+
+
+@pytest.fixture(params=["sqlite", "airtable"])
+async def sink(request, tmp_path: Path) -> AsyncIterator[ResultSink]:
+    if request.param == "sqlite":
+        store: ResultSink = SQLiteSink(tmp_path / "results.sqlite3")
+    else:
+        store = airtable_sink(request.getfixturevalue("airtable"), request.getfixturevalue("airtable_url"))
+    yield store
+    await store.close()
+
+
+# The contract, for every sink
+
+
+async def test_a_result_put_is_got_back(sink):
+    await sink.put("s1", BLOB)
+    assert await sink.get("s1") == BLOB
+
+
+async def test_an_unknown_session_has_no_result(sink):
+    assert await sink.get("nobody") is None
+
+
+async def test_a_second_put_replaces_the_first(sink):
+    await sink.put("s1", BLOB)
+    await sink.put("s1", b'{"second":true}')
+    assert await sink.get("s1") == b'{"second":true}'
+
+
+async def test_delete_erases_only_that_session_and_says_whether_there_was_one(sink):
+    await sink.put("s1", BLOB)
+    await sink.put("s2", b"{}")
+    assert await sink.delete("s1") is True
+    assert await sink.get("s1") is None
+    assert await sink.delete("s1") is False
+    assert await sink.get("s2") == b"{}"
+
+
+@pytest.mark.parametrize("session_id", ["o'brien", "back\\slash", "quote\"s", "{braces}", "é"])
+async def test_session_ids_are_data_not_syntax(sink, session_id):
+    await sink.put(session_id, BLOB)
+    await sink.put("other", b"{}")
+    assert await sink.get(session_id) == BLOB
+    assert await sink.delete(session_id) is True
+    assert await sink.get("other") == b"{}"
+
+
+async def test_a_result_over_5_kb_is_refused_and_not_retryable(sink):
+    with pytest.raises(SinkError) as caught:
+        await sink.put("s1", b"x" * (MAX_RESULT_BYTES + 1))
+    assert not caught.value.retryable
+    assert await sink.get("s1") is None
+
+
+async def test_a_result_is_bytes(sink):
+    with pytest.raises(SinkError):
+        await sink.put("s1", BLOB.decode())
+
+
+# SQLite
+
+
+def rows(path: Path) -> list[tuple]:
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT session_id, result, created_at FROM results").fetchall()
+
+
+async def test_sqlite_keeps_exactly_one_row_per_session_under_concurrent_puts(tmp_path):
+    path = tmp_path / "results.sqlite3"
+    sink = SQLiteSink(path)
+    await asyncio.gather(*(sink.put("s1", b'{"n":%d}' % n) for n in range(20)))
+    [(session_id, result, created_at)] = rows(path)
+    assert session_id == "s1" and result.startswith(b'{"n":') and created_at.endswith("+00:00")
+
+
+async def test_sqlite_results_outlive_the_process_that_wrote_them(tmp_path):
+    path = tmp_path / "results.sqlite3"
+    await SQLiteSink(path).put("s1", BLOB)
+    assert await SQLiteSink(path).get("s1") == BLOB
+
+
+async def test_sqlite_failures_are_sink_errors(tmp_path):
+    sink = SQLiteSink(tmp_path / "missing-directory" / "results.sqlite3")
+    with pytest.raises(SinkError, match="SQLite"):
+        await sink.put("s1", BLOB)
+
+
+# Airtable
+
+
+async def test_airtable_upserts_on_the_session_id_field(airtable, airtable_url):
+    sink = airtable_sink(airtable, airtable_url)
+    await sink.put("s1", BLOB)
+    await sink.put("s1", BLOB)
+    [row] = airtable.rows(session_id="s1")
+    assert row["result"] == BLOB.decode() and row["created_at"]
+    writes = [r for r in airtable.requests if r.method == "PATCH"]
+    assert len(writes) == 2
+    assert writes[0].path == f"/v0/{airtable.base_id}/{airtable.table}"
+    assert writes[0].json["performUpsert"] == {"fieldsToMergeOn": ["session_id"]}
+
+
+async def test_airtable_erasure_removes_duplicates_made_by_hand(airtable, airtable_url):
+    sink = airtable_sink(airtable, airtable_url)
+    await sink.put("s1", BLOB)
+    airtable.add({"session_id": "s1", "result": "{}"})
+    assert await sink.delete("s1") is True
+    assert airtable.rows(session_id="s1") == []
+
+
+async def test_airtable_honours_retry_after_on_429(airtable, airtable_url):
+    sink = airtable_sink(airtable, airtable_url)
+    airtable.fail(429, retry_after="1")
+    await sink.put("s1", BLOB)
+    first, second = [r for r in airtable.requests if r.method == "PATCH"]
+    assert second.at - first.at >= 1.0
+    assert airtable.rows(session_id="s1")
+
+
+async def test_airtable_server_errors_are_retried_then_succeed(airtable, airtable_url):
+    sink = airtable_sink(airtable, airtable_url)
+    await sink.put("s1", BLOB)
+    airtable.fail(500)
+    airtable.fail(502)
+    assert await sink.get("s1") == BLOB
+    assert len([r for r in airtable.requests if r.method == "GET"]) == 3
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_airtable_errors_left_after_retries_are_retryable_sink_errors(airtable, airtable_url, status):
+    sink = airtable_sink(airtable, airtable_url, retries=2)
+    airtable.fail(status, times=3, retry_after="0" if status == 429 else None)
+    with pytest.raises(SinkError, match=str(status)) as caught:
+        await sink.put("s1", BLOB)
+    assert caught.value.retryable
+    assert len(airtable.requests) == 3
+
+
+async def test_airtable_with_a_bad_token_is_not_retryable(airtable, airtable_url):
+    sink = AirtableSink("patWRONG", airtable.base_id, airtable.table, endpoint_url=airtable_url)
+    with pytest.raises(SinkError, match="401") as caught:
+        await sink.get("s1")
+    assert not caught.value.retryable
+    assert len(airtable.requests) == 1
+
+
+async def test_airtable_with_an_unknown_table_is_not_retryable(airtable, airtable_url):
+    sink = AirtableSink(airtable.api_key, airtable.base_id, "nope", endpoint_url=airtable_url)
+    with pytest.raises(SinkError, match="404") as caught:
+        await sink.put("s1", BLOB)
+    assert not caught.value.retryable
+
+
+async def test_airtable_stores_text_so_a_result_must_be_utf8(airtable, airtable_url):
+    sink = airtable_sink(airtable, airtable_url)
+    with pytest.raises(SinkError, match="UTF-8") as caught:
+        await sink.put("s1", b"\xff\xfe")
+    assert not caught.value.retryable
+    assert airtable.requests == []
+
+
+async def test_airtable_unreachable_is_retryable():
+    sink = AirtableSink("pat", "app", "results", endpoint_url="http://127.0.0.1:9", retries=0, timeout=(0.5, 0.5))
+    with pytest.raises(SinkError) as caught:
+        await sink.get("s1")
+    assert caught.value.retryable
+
+
+# Choosing the sink
+
+
+def test_sqlite_is_the_default(tmp_path):
+    sink = open_sink(airtable_api_key=None, airtable_base_id=None, airtable_table="results", airtable_endpoint=None,
+                     sqlite_path=str(tmp_path / "r.sqlite3"))
+    assert isinstance(sink, SQLiteSink) and sink.path == str(tmp_path / "r.sqlite3")
+
+
+async def test_airtable_when_key_and_base_are_set(airtable, airtable_url, tmp_path):
+    sink = open_sink(airtable_api_key=airtable.api_key, airtable_base_id=airtable.base_id, airtable_table=None,
+                     airtable_endpoint=airtable_url, sqlite_path=str(tmp_path / "r.sqlite3"))
+    assert isinstance(sink, AirtableSink)
+    await sink.put("s1", BLOB)
+    assert airtable.rows(session_id="s1")
+    assert not (tmp_path / "r.sqlite3").exists()
+
+
+@pytest.mark.parametrize(("key", "base"), [("pat", None), (None, "app")])
+def test_half_an_airtable_configuration_is_an_error(key, base, tmp_path):
+    with pytest.raises(ValueError, match="Airtable"):
+        open_sink(airtable_api_key=key, airtable_base_id=base, airtable_table="results", airtable_endpoint=None,
+                  sqlite_path=str(tmp_path / "r.sqlite3"))
