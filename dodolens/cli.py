@@ -19,6 +19,7 @@ from dodolens import ops, upload
 from dodolens.client import analyze_bytes
 from dodolens.runner import Runtime
 from dodolens.settings import Settings, SettingsError
+from schemas.catalogue import lookup
 
 console = Console(stderr=True)
 
@@ -39,7 +40,7 @@ def inventory_table(result: dict[str, Any]) -> Table:
     for room in inventory["rooms"]:
         for item in room["items"]:
             volume = item.get("volume_m3", 0) * item.get("quantity", 1)
-            label = item.get("label") or item.get("catalogue_id") or "?"
+            label = item.get("label") or (lookup(item["catalogue_id"]).label("en") if item.get("catalogue_id") else "?")
             table.add_row(room["name"], label + (" (stays)" if item.get("excluded") else ""), str(item.get("quantity", 1)), f"{volume:.2f}")
     table.caption = f"total {inventory['total_volume_m3']:.2f} m³ in {inventory['total_items']} items"
     return table

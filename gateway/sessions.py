@@ -16,6 +16,7 @@ from gateway.errors import ApiError
 from gateway.lifecycle import UPLOADABLE, complete_upload, erase_upload
 from schemas.api import Accepted, ChunkStored, Complete, CreateSession, SessionCreated, SessionStatus
 from schemas.events import EventType
+from schemas.result import decode_result
 from streams import keys
 from streams.audit import audit
 from streams.chunks import append_chunk
@@ -183,7 +184,7 @@ async def result(request: Request) -> Response:
     authorize(request, sid)
     blob = await request.app.state.results.get(sid)
     if blob is not None:
-        return Response(blob, media_type="application/json")
+        return Response(decode_result(blob).model_dump_json(), media_type="application/json")
     meta = await get_meta(_redis(request), sid)
     if meta is None:
         raise ApiError(404, "unknown_session", "no result for this session (expired, erased or never created)")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import orjson
 
 from processors.analyzer import Analysis, AnalysisError, analyze
 from processors.config import WorkerConfig
@@ -114,7 +113,7 @@ async def analyze_job(r: Redis, cfg: WorkerConfig, sink: ResultSink, job: Job) -
                                retryable=True)
             return
         await set_state(r, cfg.stream, sid, State.DONE, result_bytes=len(blob))
-        await publish(r, cfg.stream, sid, EventType.ANALYSIS_COMPLETE, {"result": orjson.loads(blob)})
+        await publish(r, cfg.stream, sid, EventType.ANALYSIS_COMPLETE, {"result": result.model_dump(mode="json")})
         await audit(r, cfg.stream, "analysis_complete", sid, result_bytes=len(blob), seconds=result.timings.total_s)
     finally:
         await delete_media(r, sid)
