@@ -142,7 +142,7 @@ async def follow_events(base_url: str, sid: str, token: str, on_event: EventCall
                     if event["type"] == "analysis_complete":
                         outcome.result = event["data"]["result"]
                         return
-                    if event["type"] == "error" and not event["data"].get("retryable", False):
+                    if event["type"] == "error" and event["data"].get("final", True):
                         outcome.error = event["data"]
                         return
                     if event["type"] == "session_erased":

@@ -92,9 +92,11 @@ class Runtime:
                                                               self.stop_event)))
         if self.gateway:
             self.port = self.port or free_port()
-            app = create_app(self.redis, s.gateway_config(self.stream), self.sink)
+            gateway_config = s.gateway_config(self.stream)
+            app = create_app(self.redis, gateway_config, self.sink)
             config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", lifespan="on",
-                                    ws_ping_interval=20.0, ws_ping_timeout=20.0)
+                                    ws_ping_interval=gateway_config.ws_ping_interval_s,
+                                    ws_ping_timeout=gateway_config.ws_ping_interval_s)
             self.server = uvicorn.Server(config)
             self.tasks.append(asyncio.create_task(self.server.serve()))
             while not self.server.started:

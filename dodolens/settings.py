@@ -71,6 +71,8 @@ class Settings:
     decode_concurrency: int = 2
     claim_idle_ms: int = 30_000
     sweep_interval_s: float = 60.0
+    ws_ping_interval_s: float = 20.0
+    session_check_interval_s: float = 5.0
     admin_token: str | None = field(default=None, repr=False)
 
     @classmethod
@@ -131,7 +133,8 @@ class Settings:
 
     def gateway_config(self, stream: StreamConfig) -> GatewayConfig:
         return GatewayConfig(stream=stream, token_ttl_s=self.token_ttl_s, max_sessions=self.max_sessions,
-                             admin_token=self.admin_token)
+                             admin_token=self.admin_token, ws_ping_interval_s=self.ws_ping_interval_s,
+                             session_check_interval_s=self.session_check_interval_s)
 
     def worker_config(self, stream: StreamConfig) -> WorkerConfig:
         return WorkerConfig(

@@ -60,7 +60,7 @@ def create_app(redis: Redis, config: GatewayConfig, results: ResultStore) -> Sta
     app.state.redis = redis
     app.state.config = config
     app.state.results = results
-    app.state.hub = hub_module.Hub(redis)
+    app.state.hub = hub_module.Hub(redis, config.stream, config.session_check_interval_s)
     app.state.metrics = app_metrics
     app.state.lag = LagTracker()
     return app

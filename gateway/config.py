@@ -25,3 +25,4 @@ class GatewayConfig:
     retry_after_s: int = 5
     admin_token: str | None = None
     ws_ping_interval_s: float = 20.0
+    session_check_interval_s: float = 5.0

@@ -13,7 +13,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from gateway.auth import check_token, valid_session_id
 from schemas.events import TERMINAL_TYPES, Event, EventType
 from streams.connection import RETRYABLE, Redis
-from streams.events import history, last_global_id, stream_id_key, tail
+from schemas.errors import ErrorCode
+from streams import keys
+from streams.config import StreamConfig
+from streams.events import history, history_tail, last_global_id, publish, stream_id_key, tail
+from streams.sessions import is_erased
 
 log = logging.getLogger("dodolens.hub")
 
@@ -23,10 +27,12 @@ QUEUE_LIMIT = 1000
 class Hub:
     """Keeps the subscribers of each session and feeds them from the global event stream."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, stream: StreamConfig, check_interval_s: float = 5.0) -> None:
         self.redis = redis
+        self.stream = stream
+        self.check_interval_s = check_interval_s
         self.subscribers: dict[str, set[asyncio.Queue[Event | None]]] = defaultdict(set)
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def subscribe(self, sid: str) -> asyncio.Queue[Event | None]:
         queue: asyncio.Queue[Event | None] = asyncio.Queue(QUEUE_LIMIT)
@@ -43,12 +49,31 @@ class Hub:
         return sum(len(s) for s in self.subscribers.values())
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="dodolens-hub")
+        self._tasks = [asyncio.create_task(self._run(), name="dodolens-hub"),
+                       asyncio.create_task(self._watch_sessions(), name="dodolens-hub-watch")]
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _watch_sessions(self) -> None:
+        """Tell waiting clients when their session vanished (TTL, or Redis lost its data) so none waits forever."""
+        while True:
+            await asyncio.sleep(self.check_interval_s)
+            try:
+                for sid in list(self.subscribers):
+                    if await self.redis.exists(keys.meta(sid)) or await is_erased(self.redis, sid):
+                        continue
+                    last = await history_tail(self.redis, sid)
+                    if last is not None and _closes(last):
+                        continue
+                    await publish(self.redis, self.stream, sid, EventType.ERROR, {
+                        "code": ErrorCode.MEDIA_EXPIRED, "retryable": True, "final": True,
+                        "message": "the session's data is gone (expired or lost in a storage outage); upload again",
+                    })
+            except RETRYABLE:
+                continue
 
     async def _run(self) -> None:
         """Tail forever; on an outage wait and go on from the last id seen, so nothing is skipped."""
@@ -82,7 +107,7 @@ async def _until_disconnect(ws: WebSocket, queue: "asyncio.Queue[Event | None]")
 
 def _closes(event: Event) -> bool:
     if event.type == EventType.ERROR:
-        return not event.data.get("retryable", False)
+        return bool(event.data.get("final", True))
     return event.type in TERMINAL_TYPES
 
 
@@ -102,7 +127,7 @@ async def events_socket(ws: WebSocket) -> None:
             token = ""
     problem = "unknown session" if not valid_session_id(sid) else check_token(config.stream.keyring, sid, token)
     if problem:
-        await ws.send_json({"type": "error", "session_id": sid, "data": {"code": "bad_token", "message": problem, "retryable": False}})
+        await ws.send_json({"type": "error", "session_id": sid, "data": {"code": "bad_token", "message": problem, "retryable": False, "final": True}})
         await ws.close(code=4401)
         return
     queue = hub.subscribe(sid)

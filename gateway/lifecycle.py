@@ -45,7 +45,7 @@ async def complete_upload(r: Redis, cfg: GatewayConfig, sid: str, meta: dict[str
     if missing:
         message = f"{len(missing)} chunk(s) missing; send them and complete again"
         await publish(r, cfg.stream, sid, EventType.ERROR,
-                      {"code": "missing_chunks", "message": message, "retryable": True, "missing": missing[:100]})
+                      {"code": "missing_chunks", "message": message, "retryable": True, "final": False, "missing": missing[:100]})
         raise ApiError(409, "missing_chunks", message, missing=missing)
     if (chunks is not None and chunks != count) or int(meta["bytes"]) != size:
         message = f"declared {size} bytes in {count} chunks, got {meta['bytes']} bytes and complete(chunks={chunks})"

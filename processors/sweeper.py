@@ -18,7 +18,7 @@ from schemas.events import EventType
 from streams import keys
 from streams.audit import audit
 from streams.config import StreamConfig
-from streams.connection import RETRYABLE, Redis
+from streams.connection import RETRYABLE, Redis, info_per_node
 from streams.events import publish
 from streams.lifecycle import fail_session
 from streams.sessions import FINISHED, get_meta
@@ -71,16 +71,17 @@ async def sweep_expired(r: Redis, cfg: StreamConfig, report: SweepReport) -> Non
             continue
         await r.zrem(keys.ACTIVE, sid)
         await r.delete(*keys.media_keys(sid))
-        await publish(r, cfg, sid, EventType.ERROR, {"code": ErrorCode.MEDIA_EXPIRED, "retryable": True,
+        await publish(r, cfg, sid, EventType.ERROR, {"code": ErrorCode.MEDIA_EXPIRED, "retryable": True, "final": True,
                                                      "message": "the session expired before it finished; upload again"})
         report.expired_sessions.append(sid)
         await audit(r, cfg, "ttl_expired", sid)
 
 
 async def memory_fraction(r: Redis) -> float | None:
-    info = await r.info("memory")
-    maximum = int(info.get("maxmemory", 0))
-    return int(info["used_memory"]) / maximum if maximum else None
+    """Used share of ``maxmemory`` on the fullest node (every primary of a cluster); None when unlimited."""
+    fractions = [int(info["used_memory"]) / int(info["maxmemory"])
+                 for info in await info_per_node(r, "memory") if int(info.get("maxmemory", 0))]
+    return max(fractions) if fractions else None
 
 
 async def relieve_memory(r: Redis, cfg: StreamConfig, report: SweepReport, threshold: float = MEMORY_THRESHOLD) -> None:

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.result import Result
+
 EVENT_VERSION = 1
 
 
@@ -39,12 +41,68 @@ class Event(BaseModel):
     v: int = EVENT_VERSION
 
 
+class SessionCreatedData(BaseModel):
+    size: int = Field(ge=0, description="Declared size of the video in bytes")
+    chunks: int = Field(ge=0, description="Number of chunks expected")
+
+
+class ChunkReceivedData(BaseModel):
+    index: int = Field(ge=0)
+    received: int = Field(ge=0, description="Distinct chunks stored so far")
+    chunks: int = Field(ge=0)
+
+
+class UploadCompleteData(BaseModel):
+    size: int = Field(ge=0)
+    chunks: int = Field(ge=0)
+
+
+class ProcessingStartedData(BaseModel):
+    stage: str
+
+
+class FramesExtractedData(BaseModel):
+    frames: int = Field(ge=0)
+    timestamps: list[float] = Field(default_factory=list)
+    duration: float = Field(ge=0)
+    audio: bool
+
+
+class AnalysisProgressData(BaseModel):
+    stage: str
+    progress: float = Field(ge=0, le=1)
+
+
+class AnalysisCompleteData(BaseModel):
+    result: Result
+
+
 class ErrorData(BaseModel):
     """``data`` of an ``error`` event: a stable code, a human message, and whether to retry."""
 
     code: str
     message: str
     retryable: bool = False
+    final: bool = Field(True, description="The session ended with this error; false only while an upload can still be completed")
+    missing: list[int] | None = Field(None, description="Chunk indexes still missing (code missing_chunks)")
+
+
+class SessionErasedData(BaseModel):
+    keys_deleted: int = Field(ge=0)
+
+
+DATA_MODELS: dict[EventType, type[BaseModel]] = {
+    EventType.SESSION_CREATED: SessionCreatedData,
+    EventType.CHUNK_RECEIVED: ChunkReceivedData,
+    EventType.UPLOAD_COMPLETE: UploadCompleteData,
+    EventType.PROCESSING_STARTED: ProcessingStartedData,
+    EventType.FRAMES_EXTRACTED: FramesExtractedData,
+    EventType.AI_ANALYSIS_PROGRESS: AnalysisProgressData,
+    EventType.ANALYSIS_COMPLETE: AnalysisCompleteData,
+    EventType.ERROR: ErrorData,
+    EventType.SESSION_ERASED: SessionErasedData,
+}
+"""The ``data`` of each event type. Extra fields are allowed, so adding one never breaks a reader."""
 
 
 def utc_now() -> datetime:

@@ -23,6 +23,12 @@ def add_event_hook(hook: EventHook) -> None:
         _hooks.append(hook)
 
 
+def remove_event_hook(hook: EventHook) -> None:
+    """Undo :func:`add_event_hook` when what the hook writes to goes away (a runtime stopping)."""
+    if hook in _hooks:
+        _hooks.remove(hook)
+
+
 def _str(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -56,6 +62,12 @@ async def history(r: Redis, sid: str, after: str | None = None) -> list[Event]:
     start = f"({after}" if after else "-"
     rows = await r.xrange(keys.session_events(sid), min=start, max="+")
     return [_event(entry_id, fields, sid) for entry_id, fields in rows]
+
+
+async def history_tail(r: Redis, sid: str) -> Event | None:
+    """The session's latest event, if any."""
+    rows = await r.xrevrange(keys.session_events(sid), count=1)
+    return _event(rows[0][0], rows[0][1], sid) if rows else None
 
 
 async def tail(r: Redis, last_id: str, block_ms: int = 1000, count: int = 500) -> tuple[str, list[Event]]:

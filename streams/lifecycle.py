@@ -22,7 +22,7 @@ async def fail_session(r: Redis, cfg: StreamConfig, sid: str, code: str, message
     if meta is None or meta.get("state") == State.FAILED:
         return
     await set_state(r, cfg, sid, State.FAILED, error_code=code, error=message)
-    await publish(r, cfg, sid, EventType.ERROR, {"code": code, "message": message, "retryable": retryable})
+    await publish(r, cfg, sid, EventType.ERROR, {"code": code, "message": message, "retryable": retryable, "final": True})
     await audit(r, cfg, "session_failed", sid, code=code, media_keys_deleted=deleted)
 
 

@@ -1,0 +1,135 @@
+"""At-least-once processing: a worker killed mid-job is replaced, a poison job is dead-lettered."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from dodolens.client import analyze_bytes
+from dodolens.runner import Runtime
+from dodolens.settings import Settings
+from processors.worker import run_group
+from streams import keys
+from streams.config import StreamConfig
+from streams.connection import Redis
+from streams.jobs import enqueue
+from tests.support.fake_openai import CHAT, Fault, FakeOpenAI, LocalServer
+from tests.support.videos import make_video
+
+SECRET = "ab" * 32
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[tuple[FakeOpenAI, str]]:
+    fake = FakeOpenAI()
+    async with LocalServer(fake.app) as server:
+        yield fake, server.url + "/v1"
+
+
+def fault_settings(settings: Settings, model: tuple[FakeOpenAI, str], **changes: object) -> Settings:
+    fake, url = model
+    return replace(settings, master_secret=bytes.fromhex(SECRET), openai_base_url=url, openai_api_key=fake.api_key,
+                   openai_max_retries=0, claim_idle_ms=800, **changes)
+
+
+def spawn_worker(settings: Settings) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "REDIS_URL": settings.redis_url or "", "DODOLENS_MASTER_SECRET": SECRET,
+           "OPENAI_BASE_URL": settings.openai_base_url or "", "OPENAI_API_KEY": settings.openai_api_key or "",
+           "DODOLENS_OPENAI_MAX_RETRIES": "0", "DODOLENS_CLAIM_IDLE_MS": str(settings.claim_idle_ms),
+           "DODOLENS_MAX_DELIVERIES": str(settings.max_deliveries), "DODOLENS_RESULTS_DB": settings.results_db}
+    return subprocess.Popen([sys.executable, "-m", "dodolens.cli", "worker"], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def kill_when_analyzing(worker: subprocess.Popen[bytes], fake: FakeOpenAI, calls: int) -> None:
+    """SIGKILL the worker once it is waiting on the model (a crash in the middle of a job)."""
+    while len(fake.received(CHAT)) < calls:
+        await asyncio.sleep(0.05)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+
+
+async def test_a_killed_worker_is_replaced_and_the_session_completes_once(settings: Settings, model, redis: Redis) -> None:
+    fake, _ = model
+    fake.inject(Fault(delay_s=60), endpoint=CHAT)
+    s = fault_settings(settings, model)
+    async with Runtime(s, workers=False) as gateway:
+        doomed = spawn_worker(s)
+        upload = asyncio.create_task(analyze_bytes(gateway.url, make_video(duration=3.0), timeout_s=60))
+        try:
+            await asyncio.wait_for(kill_when_analyzing(doomed, fake, 1), 60)
+        finally:
+            doomed.kill()
+        async with Runtime(s, gateway=False):
+            outcome = await asyncio.wait_for(upload, 60)
+    assert outcome.result is not None and outcome.result["analysis"]["status"] == "complete"
+    types = [e["type"] for e in outcome.events]
+    assert types.count("analysis_complete") == 1
+    assert len(fake.received(CHAT)) == 2
+    async with Runtime(s, gateway=False, workers=False) as rt:
+        assert await rt.sink.get(outcome.session_id) is not None
+    assert await redis.xlen(keys.DEAD) == 0
+    assert await redis.xpending(keys.ANALYZE, keys.ANALYZERS) == {"pending": 0, "min": None, "max": None, "consumers": []}
+
+
+async def test_a_job_that_keeps_killing_workers_goes_to_the_dead_letters(settings: Settings, model, redis: Redis) -> None:
+    fake, _ = model
+    fake.inject(Fault(delay_s=60), endpoint=CHAT, times=10)
+    s = fault_settings(settings, model, max_deliveries=2)
+    async with Runtime(s, workers=False) as gateway:
+        upload = asyncio.create_task(analyze_bytes(gateway.url, make_video(duration=2.0, audio=None), timeout_s=60))
+        for attempt in (1, 2):
+            worker = spawn_worker(s)
+            try:
+                await asyncio.wait_for(kill_when_analyzing(worker, fake, attempt), 60)
+            finally:
+                worker.kill()
+        async with Runtime(s, gateway=False):
+            outcome = await asyncio.wait_for(upload, 60)
+    assert outcome.error is not None and outcome.error["code"] == "too_many_attempts"
+    assert outcome.error["retryable"] is True
+    dead = await redis.xrange(keys.DEAD)
+    assert len(dead) == 1 and dead[0][1][b"sid"].decode() == outcome.session_id
+    left = [k async for k in redis.scan_iter(match=f"dodo:{{{outcome.session_id}}}:*")]
+    assert not [k for k in left if k.endswith((b":chunks", b":frames", b":audio"))]
+
+
+async def test_processing_past_its_time_bound_fails_cleanly(settings: Settings, model, redis: Redis) -> None:
+    fake, _ = model
+    fake.inject(Fault(delay_s=30), endpoint=CHAT)
+    async with Runtime(fault_settings(settings, model, processing_timeout_s=2.0)) as rt:
+        outcome = await asyncio.wait_for(analyze_bytes(rt.url, make_video(duration=2.0)), 30)
+    assert outcome.error is not None and outcome.error["code"] == "processing_timeout"
+    left = [k async for k in redis.scan_iter(match=f"dodo:{{{outcome.session_id}}}:*")]
+    assert not [k for k in left if k.endswith((b":chunks", b":frames", b":audio"))]
+
+
+async def test_a_worker_runs_at_most_its_concurrency(redis: Redis) -> None:
+    cfg = StreamConfig()
+    running = peak = done = 0
+    stop = asyncio.Event()
+
+    async def handler(_job: object) -> None:
+        nonlocal running, peak, done
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.1)
+        running -= 1
+        done += 1
+        if done == 8:
+            stop.set()
+
+    for i in range(8):
+        await enqueue(redis, cfg, keys.JOBS, f"{i:032x}")
+    await asyncio.wait_for(run_group(redis, cfg, stream=keys.JOBS, group=keys.DECODERS, consumer="c", handler=handler,
+                                     concurrency=2, claim_idle_ms=60_000, max_deliveries=3, block_ms=100, stop=stop), 20)
+    assert peak == 2 and done == 8
