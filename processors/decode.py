@@ -1,0 +1,488 @@
+"""Video bytes in, a few upright JPEG frames and 16 kHz mono WAV audio out; PyAV in process, nothing on disk.
+
+Why it looks like this:
+- The source is a seekable file-like (``BytesIO`` or ``ChunkReader``): MP4/MOV written by phones keep
+  their index (moov atom) at the end, which a pipe cannot reach but a seekable reader can.
+- Frames come from keyframe seeks spread over the whole duration, not from decoding every frame:
+  about three candidates per frame of budget, reduced by ``processors.select`` to sharp, distinct,
+  well spread frames, and only the chosen ones are JPEG-encoded.
+- Every failure is a ``DecodeError`` with a stable code (``schemas.errors.ErrorCode``), and every
+  loop is bounded by the input size, so a hostile file cannot hang a worker.
+- Nothing is shared between calls: each call opens its own container, so it is safe from a thread
+  pool. Decoded frames are dropped as soon as they are reduced to a candidate.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import math
+import wave
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import BinaryIO
+
+import av
+import av.error
+import numpy as np
+from PIL import Image
+
+from processors.select import Candidate, select_frames, sharpness
+from schemas.errors import ErrorCode
+
+ALLOWED_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,mpegts,avi,flv,ogg"
+"""Demuxers FFmpeg may pick. Image, playlist and concat demuxers stay out: an upload is a video file,
+never an HLS playlist or concat list that makes FFmpeg open other URLs or files."""
+
+PROBE_MAX_PIXELS = 8192 * 8192
+"""Picture size FFmpeg may allocate while probing, before ``max_pixels`` can be checked."""
+
+GREY_WIDTH = 128
+"""Width of the grey picture frame selection works on: enough for blur to show, cheap to compare."""
+
+CANDIDATES_PER_SLOT = 3
+"""Candidates decoded per frame of budget; selection needs choice, keyframe seeks keep it cheap."""
+
+SEEK_ATTEMPTS = 6
+"""Seeks tried per target when the demuxer lands late: stepping back 0, 1, 2, 4, 8, 16 s."""
+
+MAX_FRAMES_PER_TARGET = 900
+"""Most frames decoded while walking from a keyframe to one target (30 s at 30 fps)."""
+
+TRUNCATION_SLACK = 0.15
+"""Video ending this share of the declared duration early (and at least 2 s) means a cut-off file."""
+
+_ISO_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"moof", b"styp", b"sidx"}
+_TRANSPOSE = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_270}
+
+
+class DecodeError(Exception):
+    """A video that cannot be turned into frames, with a code clients can act on."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What a decode may cost; the defaults suit phone recordings of a home."""
+
+    frame_count: int = 8
+    max_long_side: int = 1024
+    jpeg_quality: int = 85
+    max_pixels: int = 8_847_360 * 2
+    max_duration_s: float = 3600.0
+    audio_rate: int = 16_000
+    max_frame_count: int = 32
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One selected frame, upright, as JPEG; ``timestamp`` is seconds from the start of the video."""
+
+    timestamp: float
+    jpeg: bytes
+    width: int
+    height: int
+    sharpness: float
+
+
+@dataclass
+class DecodedMedia:
+    """What the analyzer needs from a video.
+
+    ``width``/``height`` are the upright (displayed) size; ``rotation`` is the clockwise turn, in
+    degrees, that was applied to make frames upright. ``audio_wav`` is mono s16le WAV at
+    ``DecodeLimits.audio_rate``, or None when the file has no (decodable) audio.
+    """
+
+    duration: float
+    width: int
+    height: int
+    rotation: int
+    video_codec: str
+    container: str
+    frames: list[Frame]
+    audio_wav: bytes | None
+
+
+@dataclass
+class _Shot:
+    """A candidate frame: yuv420p planes at output size (not yet rotated) plus its selection data."""
+
+    timestamp: float
+    pts: int
+    planes: np.ndarray
+    colorspace: int
+    color_range: int
+    grey: np.ndarray
+    rotation: int
+
+
+def frame_budget(duration: float, base: int, maximum: int = 32) -> int:
+    """Frames to keep for a video: ``base`` up to 2 min, then one more per 30 s, at most ``maximum``.
+
+    A ten-minute walk-through covers more rooms than a one-minute one; the cap bounds analysis cost.
+    """
+    extra = max(0, math.floor((duration - 120.0) / 30.0))
+    return max(base, min(maximum, base + extra))
+
+
+def decode_media(source: BinaryIO, limits: DecodeLimits = DecodeLimits()) -> DecodedMedia:
+    """Decode ``source`` (seekable, binary) into selected frames and audio; raises only ``DecodeError``."""
+    try:
+        head = _peek(source)
+        return _decode(source, head, limits)
+    except DecodeError:
+        raise
+    except av.error.FFmpegError as exc:
+        raise DecodeError(ErrorCode.DECODE_FAILED, f"the video could not be decoded: {exc}") from exc
+    except Exception as exc:
+        raise DecodeError(ErrorCode.DECODE_FAILED, f"the video could not be read: {type(exc).__name__}: {exc}") from exc
+
+
+def _decode(source: BinaryIO, head: bytes, limits: DecodeLimits) -> DecodedMedia:
+    with _open(source, head, limits) as container:
+        video = _video_stream(container, limits)
+        audio = next((s for s in container.streams.audio if s.codec_context is not None), None)
+        declared = _declared_duration(container, video)
+        if declared is not None and declared > limits.max_duration_s:
+            raise _too_long(declared, limits)
+        audio_wav, measured = _first_pass(container, video, audio, declared, limits)
+        duration = declared if declared is not None else measured
+        if not duration or duration <= 0:
+            raise DecodeError(ErrorCode.DECODE_FAILED, "the video stream holds no decodable frames")
+        budget = frame_budget(duration, limits.frame_count, limits.max_frame_count)
+        shots, video_end = _collect(container, video, duration, budget * CANDIDATES_PER_SLOT, limits)
+        if not shots:
+            if _looks_like_container(head):
+                raise DecodeError(
+                    ErrorCode.TRUNCATED_VIDEO, "no frame could be decoded: the file looks cut off or damaged"
+                )
+            raise DecodeError(ErrorCode.DECODE_FAILED, "no frame of the video could be decoded")
+        if declared is not None and declared - video_end > max(2.0, TRUNCATION_SLACK * declared):
+            raise DecodeError(
+                ErrorCode.TRUNCATED_VIDEO,
+                f"the video declares {declared:.1f} s but its frames stop at {video_end:.1f} s:"
+                " the file looks cut off or damaged",
+            )
+        chosen = select_frames([Candidate(s.timestamp, s.grey) for s in shots], budget)
+        frames = [_finish(shots[i], limits) for i in chosen]
+        turn = (-shots[0].rotation) % 360
+        coded = (video.codec_context.width, video.codec_context.height)
+        width, height = (coded[1], coded[0]) if turn in (90, 270) else coded
+        shots.clear()
+        return DecodedMedia(
+            duration=duration,
+            width=width,
+            height=height,
+            rotation=turn,
+            video_codec=video.codec.canonical_name,
+            container=_container_name(container, head),
+            frames=frames,
+            audio_wav=audio_wav,
+        )
+
+
+def _peek(source: BinaryIO) -> bytes:
+    """The first bytes, to tell a damaged video from something that never was one."""
+    source.seek(0)
+    head = source.read(512)
+    source.seek(0)
+    return bytes(head or b"")
+
+
+def _looks_like_container(head: bytes) -> bool:
+    """ISO BMFF box, EBML (Matroska/WebM), MPEG-TS / M2TS sync bytes, RIFF, Ogg or FLV signature."""
+    transport = len(head) > 196 and (head[0] == head[188] == 0x47 or head[4] == head[196] == 0x47)
+    return (
+        head[4:8] in _ISO_BOXES
+        or head.startswith(b"\x1a\x45\xdf\xa3")
+        or transport
+        or head.startswith((b"RIFF", b"OggS", b"FLV"))
+    )
+
+
+def _open(source: BinaryIO, head: bytes, limits: DecodeLimits) -> av.container.InputContainer:
+    options = {"format_whitelist": ALLOWED_FORMATS, "max_pixels": str(max(limits.max_pixels, PROBE_MAX_PIXELS))}
+    try:
+        return av.open(source, mode="r", options=options, metadata_errors="replace")
+    except av.error.FFmpegError as exc:
+        if _looks_like_container(head):
+            raise DecodeError(
+                ErrorCode.TRUNCATED_VIDEO, "the file starts like a video but is incomplete or damaged (index missing?)"
+            ) from exc
+        raise DecodeError(ErrorCode.NOT_A_VIDEO, "the file is not a video in a supported container") from exc
+
+
+def _video_stream(container: av.container.InputContainer, limits: DecodeLimits) -> av.video.stream.VideoStream:
+    """The first real video stream (cover art is not video), checked against the pixel limit before decoding."""
+    streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    if not streams:
+        raise DecodeError(ErrorCode.NO_VIDEO_STREAM, "the file has no video stream")
+    video = streams[0]
+    if video.codec_context is None:
+        raise DecodeError(ErrorCode.DECODE_FAILED, "the video codec is not supported")
+    width, height = video.codec_context.width, video.codec_context.height
+    if width * height > limits.max_pixels:
+        raise DecodeError(
+            ErrorCode.TOO_MANY_PIXELS,
+            f"the video is {width}x{height}; the limit is {limits.max_pixels} pixels per frame",
+        )
+    if width <= 0 or height <= 0:
+        raise DecodeError(ErrorCode.DECODE_FAILED, "the video stream declares no usable picture size")
+    video.codec_context.options = {"max_pixels": str(limits.max_pixels)}
+    return video
+
+
+def _declared_duration(container: av.container.InputContainer, video: av.video.stream.VideoStream) -> float | None:
+    """The video stream's duration, else the container's; None when neither is known (live WebM, some TS)."""
+    if video.duration and video.time_base and video.duration > 0:
+        return float(video.duration * video.time_base)
+    if container.duration and container.duration > 0:
+        return container.duration / av.time_base
+    return None
+
+
+def _too_long(seconds: float, limits: DecodeLimits) -> DecodeError:
+    return DecodeError(
+        ErrorCode.TOO_LONG, f"the video runs {seconds:.1f} s or more, over the {limits.max_duration_s:g} s limit"
+    )
+
+
+def _first_pass(
+    container: av.container.InputContainer,
+    video: av.video.stream.VideoStream,
+    audio: av.audio.stream.AudioStream | None,
+    declared: float | None,
+    limits: DecodeLimits,
+) -> tuple[bytes | None, float | None]:
+    """One read through the file: decode the audio, and measure the video when no duration is declared.
+
+    Measuring from the last video packet is exact and costs no video decoding; for Matroska without
+    cues it also lets the demuxer index keyframes, which the seeks that follow need. Skipped when
+    there is neither audio nor a missing duration (an MP4 without audio is never read in full).
+    """
+    streams = [s for s in (audio, None if declared is not None else video) if s is not None]
+    if not streams:
+        return None, None
+    start = video.start_time or 0
+    end: float | None = None
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=limits.audio_rate) if audio else None
+    pcm = bytearray()
+    try:
+        for packet in container.demux(streams):
+            if packet.stream.index == video.index:
+                if packet.pts is not None:
+                    end = max(end or 0.0, float((packet.pts + packet.duration - start) * video.time_base))
+                    if end > limits.max_duration_s:
+                        raise _too_long(end, limits)
+            elif resampler is not None:
+                _resample(audio, packet, resampler, pcm)
+    except av.error.FFmpegError:
+        pass
+    if resampler is not None:
+        for frame in resampler.resample(None):
+            pcm += frame.to_ndarray().tobytes()
+    if not pcm:
+        return None, end
+    wav = _wav(pcm, limits.audio_rate)
+    np.frombuffer(pcm, dtype=np.uint8).fill(0)
+    return wav, end
+
+
+def _resample(
+    audio: av.audio.stream.AudioStream, packet: av.Packet, resampler: av.AudioResampler, pcm: bytearray
+) -> None:
+    """Decode one audio packet into ``pcm``; a damaged packet is skipped, as players do."""
+    try:
+        for frame in audio.decode(packet):
+            for mono in resampler.resample(frame):
+                pcm += mono.to_ndarray().tobytes()
+    except (av.error.FFmpegError, ValueError):
+        return
+
+
+def _wav(pcm: bytearray, rate: int) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(pcm)
+    return out.getvalue()
+
+
+def _collect(
+    container: av.container.InputContainer,
+    video: av.video.stream.VideoStream,
+    duration: float,
+    count: int,
+    limits: DecodeLimits,
+) -> tuple[list[_Shot], float]:
+    """Candidates near ``count`` evenly spaced times, and how far into the video frames were found.
+
+    For each target time: seek to the keyframe at or before it and take the first frame if it is
+    within half a spacing (and half a frame, for rounded timestamps) of the target; otherwise
+    (keyframes rarer than targets) decode forward to it. When keyframes proved rarer than the gap to the next target, keep decoding forward instead
+    of seeking back to a keyframe already passed. A frame is never taken twice (strictly increasing
+    pts), the last frames before EOF stand in for targets the video does not reach, and frames
+    stamped outside the video's duration (damaged timestamps) are passed over.
+    """
+    base = video.time_base
+    start = video.start_time or 0
+    rate = video.average_rate or video.guessed_rate
+    frame_s = float(1 / rate) if rate else 0.0
+    if frame_s:
+        count = max(1, min(count, round(duration / frame_s)))
+    spacing = duration / count
+    shots: list[_Shot] = []
+    frames: Iterator[av.VideoFrame] | None = None
+    position: float | None = None
+    reach = 0.0
+    last_pts: int | None = None
+    video_end = 0.0
+    for index in range(count):
+        target, earliest = (index + 0.5) * spacing, index * spacing - frame_s / 2 - 1e-6
+        landed = True
+        found: av.VideoFrame | None = None
+        behind: av.VideoFrame | None = None
+        ended = True
+        try:
+            if frames is None or position is None or not position < target <= position + reach:
+                frames = _land(container, video, target, spacing / 2, frames)
+                position, landed = None, False
+            for decoded, frame in enumerate(frames, start=1):
+                t = float((frame.pts - start) * base) if frame.pts is not None else math.nan
+                if -1.0 <= t <= duration + 1.0:
+                    if not landed:
+                        landed, reach = True, max(reach, target - t)
+                    position, video_end = t, max(video_end, t + frame_s)
+                    if frame.width * frame.height > limits.max_pixels:
+                        raise DecodeError(ErrorCode.TOO_MANY_PIXELS, "a frame is larger than the pixel limit")
+                    if last_pts is None or frame.pts > last_pts:
+                        if t >= earliest:
+                            found, ended = frame, False
+                            break
+                        behind = frame
+                if decoded >= MAX_FRAMES_PER_TARGET:
+                    ended = False
+                    break
+        except av.error.FFmpegError:
+            frames, ended = None, False
+        found = found or behind
+        if found is not None:
+            shots.append(_shot(found, start, base, limits))
+            last_pts = found.pts
+        if ended:
+            break
+    return shots, video_end
+
+
+def _land(
+    container: av.container.InputContainer,
+    video: av.video.stream.VideoStream,
+    seconds: float,
+    tolerance: float,
+    current: Iterator[av.VideoFrame] | None,
+) -> Iterator[av.VideoFrame]:
+    """Frames from the last keyframe at or before ``seconds``.
+
+    Some demuxers (MPEG-TS: a byte-position search) land on the keyframe after the requested time,
+    or past the last one and so on EOF. Then step back by 1, 2, 4... s until the first frame is not
+    late. An input that cannot seek at all just goes on from where it is.
+    """
+    start = video.start_time or 0
+    backoff = 0.0
+    first: av.VideoFrame | None = None
+    frames: Iterator[av.VideoFrame] = iter(())
+    for _ in range(SEEK_ATTEMPTS):
+        aim = max(0.0, seconds - backoff)
+        if not _seek(container, video, aim):
+            return current if current is not None else _frames(container, video)
+        frames = _frames(container, video)
+        first = next(frames, None)
+        landed = None if first is None or first.pts is None else float((first.pts - start) * video.time_base)
+        late = first is None or (landed is not None and landed > seconds + tolerance)
+        if not late or aim == 0.0:
+            break
+        backoff = max(1.0, 2 * backoff)
+    return itertools.chain([first], frames) if first is not None else frames
+
+
+def _seek(container: av.container.InputContainer, video: av.video.stream.VideoStream, seconds: float) -> bool:
+    """Seek to the keyframe at or before ``seconds``; False if the input cannot seek.
+
+    The start is aimed at one second early: MPEG-TS seeks by decode timestamp, and the first
+    keyframe's is earlier than its presentation timestamp, so aiming exactly at it lands after it.
+    """
+    start = video.start_time or 0
+    aims = [start + int(seconds / video.time_base)] if seconds > 0 else [start - int(1 / video.time_base), start]
+    for pts in aims:
+        try:
+            container.seek(pts, stream=video, backward=True, any_frame=False)
+            return True
+        except av.error.FFmpegError:
+            continue
+    return False
+
+
+def _frames(container: av.container.InputContainer, video: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
+    """Decoded video frames from the current position; a damaged packet is skipped, as players do."""
+    for packet in container.demux(video):
+        try:
+            decoded = video.decode(packet)
+        except av.error.FFmpegError:
+            continue
+        yield from decoded
+
+
+def _shot(frame: av.VideoFrame, start: int, base: Fraction, limits: DecodeLimits) -> _Shot:
+    """Shrink a decoded frame to output size (still YUV: half the memory of RGB, and only chosen frames
+    pay for the RGB conversion) plus a grey thumbnail, so the decoded frame itself can go."""
+    scale = min(1.0, limits.max_long_side / max(frame.width, frame.height))
+    width, height = (max(2, round(side * scale / 2) * 2) for side in (frame.width, frame.height))
+    small = frame.reformat(width=width, height=height, format="yuv420p", interpolation="AREA")
+    planes = small.to_ndarray()
+    luma = Image.fromarray(planes[:height])
+    if width > GREY_WIDTH:
+        luma = luma.resize((GREY_WIDTH, max(1, round(height * GREY_WIDTH / width))), Image.Resampling.BOX)
+    return _Shot(
+        timestamp=float((frame.pts - start) * base),
+        pts=frame.pts,
+        planes=planes,
+        colorspace=small.colorspace,
+        color_range=frame.color_range,
+        grey=np.asarray(luma),
+        rotation=round(frame.rotation / 90) * 90 % 360,
+    )
+
+
+def _finish(shot: _Shot, limits: DecodeLimits) -> Frame:
+    """Convert a chosen candidate to RGB in its own colour matrix, turn it upright, encode it as JPEG."""
+    small = av.VideoFrame.from_ndarray(shot.planes, format="yuv420p")
+    image = small.to_image(src_colorspace=shot.colorspace, src_color_range=shot.color_range)
+    if shot.rotation:
+        image = image.transpose(_TRANSPOSE[shot.rotation])
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=limits.jpeg_quality)
+    return Frame(
+        timestamp=shot.timestamp,
+        jpeg=out.getvalue(),
+        width=image.width,
+        height=image.height,
+        sharpness=sharpness(shot.grey),
+    )
+
+
+def _container_name(container: av.container.InputContainer, head: bytes) -> str:
+    """A short name: the demuxer's family split into mp4/mov (major brand) and webm/matroska (EBML DocType)."""
+    name = container.format.name
+    if name.startswith("mov,"):
+        return "mov" if container.metadata.get("major_brand", "").strip() == "qt" else "mp4"
+    if name.startswith("matroska"):
+        return "webm" if b"\x42\x82\x84webm" in head[:64] else "matroska"
+    return name.split(",")[0]
