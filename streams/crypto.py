@@ -70,7 +70,7 @@ class Keyring:
         """Encrypt; returns (epoch, nonce || ciphertext || tag)."""
         epoch = self.epoch()
         nonce = os.urandom(NONCE_BYTES)
-        sealed = self._aead(epoch).encrypt(nonce, bytes(plaintext), associated_data(sid, kind, index))
+        sealed = self._aead(epoch).encrypt(nonce, plaintext, associated_data(sid, kind, index))
         return epoch, nonce + sealed
 
     def open(self, epoch: int, blob: bytes, sid: str, kind: str, index: int = 0) -> bytes:
