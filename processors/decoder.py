@@ -16,6 +16,7 @@ from streams import keys
 from streams.audit import audit
 from streams.chunks import ChunkMissing, read_chunk
 from streams.connection import Redis
+from streams.crypto import SealError
 from streams.events import publish
 from streams.jobs import Job, enqueue
 from streams.lifecycle import fail_session
@@ -77,6 +78,9 @@ async def decode_job(r: Redis, cfg: WorkerConfig, job: Job) -> None:
         if any(isinstance(f, ChunkMissing) for f in failures):
             await fail_session(r, cfg.stream, sid, ErrorCode.MEDIA_EXPIRED,
                                "the uploaded chunks expired or were lost before decoding; upload again", retryable=True)
+        elif any(isinstance(f, SealError) for f in failures):
+            await fail_session(r, cfg.stream, sid, ErrorCode.MEDIA_UNREADABLE,
+                               "a stored chunk failed its integrity check; upload again", retryable=True)
         elif failures and not any(isinstance(f, Aborted) for f in failures):
             raise failures[0]
         else:

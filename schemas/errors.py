@@ -16,6 +16,7 @@ class ErrorCode(StrEnum):
     SIZE_MISMATCH = "size_mismatch"
     CHECKSUM_MISMATCH = "checksum_mismatch"
     MEDIA_EXPIRED = "media_expired"
+    MEDIA_UNREADABLE = "media_unreadable"
     ANALYSIS_FAILED = "analysis_failed"
     ANALYSIS_TIMEOUT = "analysis_timeout"
     PROCESSING_TIMEOUT = "processing_timeout"

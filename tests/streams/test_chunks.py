@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from streams import keys
 from streams.chunks import append_chunk, iter_chunks, read_chunk
 from streams.config import StreamConfig
 from streams.connection import Redis
+from streams.crypto import SealError
 from streams.sessions import chunk_map, create_session, get_meta, missing_chunks
 
 
@@ -43,3 +46,17 @@ async def test_missing_chunks_lists_what_the_server_lacks(redis: Redis, stream_c
     await append_chunk(redis, stream_cfg, sid, 1, b"x" * stream_cfg.chunk_size)
     meta = await get_meta(redis, sid)
     assert meta is not None and missing_chunks(meta) == [0, 2, 3]
+
+
+async def test_a_chunk_moved_to_another_session_or_index_does_not_open(redis: Redis, stream_cfg: StreamConfig) -> None:
+    a, b = "d" * 32, "e" * 32
+    for sid in (a, b):
+        await create_session(redis, stream_cfg, sid, 20, "video/mp4")
+    await append_chunk(redis, stream_cfg, a, 0, b"secret-bytes-of-a!!!")
+    (entry_id, fields), = await redis.xrange(keys.chunks(a))
+    moved = await redis.xadd(keys.chunks(b), fields)
+    with pytest.raises(SealError):
+        await read_chunk(redis, stream_cfg, b, 0, moved.decode())
+    with pytest.raises(SealError):
+        await read_chunk(redis, stream_cfg, a, 1, entry_id.decode())
+    assert await read_chunk(redis, stream_cfg, a, 0, entry_id.decode()) == b"secret-bytes-of-a!!!"
