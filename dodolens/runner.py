@@ -84,7 +84,7 @@ class Runtime:
         await ensure_ephemeral(self.redis, allow_persistent=s.allow_persistent_redis)
         self.stream = s.stream_config(s.keyring())
         self.sink = make_sink(s)
-        self.hooks = [analytics_hook(self.redis, self.stream)]
+        self.hooks = [analytics_hook]
         for hook in self.hooks:
             add_event_hook(hook)
         if self.workers:
@@ -125,6 +125,7 @@ class Runtime:
             task.cancel()
         for hook in self.hooks:
             remove_event_hook(hook)
+        self.hooks = []
         if self.sink:
             await self.sink.close()
         if self.redis:

@@ -71,6 +71,8 @@ class Settings:
     decode_concurrency: int = 2
     claim_idle_ms: int = 30_000
     sweep_interval_s: float = 60.0
+    analytics_days: int = 30
+    audit_days: int = 90
     ws_ping_interval_s: float = 20.0
     session_check_interval_s: float = 5.0
     admin_token: str | None = field(default=None, repr=False)
@@ -112,6 +114,8 @@ class Settings:
             decode_concurrency=int(get("DECODE_CONCURRENCY", d.decode_concurrency)),
             claim_idle_ms=int(get("CLAIM_IDLE_MS", d.claim_idle_ms)),
             sweep_interval_s=float(get("SWEEP_INTERVAL", d.sweep_interval_s)),
+            analytics_days=int(get("ANALYTICS_DAYS", d.analytics_days)),
+            audit_days=int(get("AUDIT_DAYS", d.audit_days)),
             admin_token=env.get("DODOLENS_ADMIN_TOKEN") or None,
         )
 
@@ -129,6 +133,8 @@ class Settings:
             max_size=self.max_size,
             chunk_ttl_s=self.chunk_ttl_s,
             session_ttl_s=self.session_ttl_s,
+            analytics_days=self.analytics_days,
+            audit_days=self.audit_days,
         )
 
     def gateway_config(self, stream: StreamConfig) -> GatewayConfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -13,20 +14,24 @@ from streams import keys
 from streams.config import StreamConfig
 from streams.connection import Redis
 
-EventHook = Callable[[Event], Awaitable[None]]
-_hooks: list[EventHook] = []
+EventHook = Callable[[Redis, StreamConfig, Event], Awaitable[None]]
+"""Gets the Redis and config the event was published with, so one hook serves every runtime of a process."""
+_hooks: Counter[EventHook] = Counter()
 
 
 def add_event_hook(hook: EventHook) -> None:
-    """Called after every publish (analytics, metrics): one place, not one call per event site."""
-    if hook not in _hooks:
-        _hooks.append(hook)
+    """Called after every publish (analytics, metrics): one place, not one call per event site.
+
+    Adding a hook twice runs it once; it stays until removed as many times as it was added.
+    """
+    _hooks[hook] += 1
 
 
 def remove_event_hook(hook: EventHook) -> None:
-    """Undo :func:`add_event_hook` when what the hook writes to goes away (a runtime stopping)."""
-    if hook in _hooks:
-        _hooks.remove(hook)
+    """Undo one :func:`add_event_hook` (a runtime stopping while another one still runs keeps it)."""
+    _hooks[hook] -= 1
+    if _hooks[hook] <= 0:
+        del _hooks[hook]
 
 
 def _str(value: bytes | str) -> str:
@@ -52,8 +57,8 @@ async def publish(r: Redis, cfg: StreamConfig, sid: str, type: EventType, data: 
     await r.expire(stream, cfg.session_ttl_s)
     event = _event(entry_id, fields, sid)
     await r.xadd(keys.EVENTS, {"e": event.model_dump_json()}, maxlen=cfg.global_maxlen, approximate=True)
-    for hook in _hooks:
-        await hook(event)
+    for hook in tuple(_hooks):
+        await hook(r, cfg, event)
     return event
 
 

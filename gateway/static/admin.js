@@ -1,0 +1,131 @@
+// DodoLens operations page: polls /admin/api/overview and fills the page. No framework, no build step.
+// Authentication is the HttpOnly cookie the gateway set when /admin?token= was opened: this code never sees it.
+"use strict";
+
+const POLL_MS = 2000;
+
+function $(id) { return document.getElementById(id); }
+function set(id, text) { $(id).textContent = text; }
+
+function bytes(n) {
+  if (n === null || n === undefined) return "–";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return (i ? n.toFixed(1) : String(n)) + " " + units[i];
+}
+function pct(f) { return f === null || f === undefined ? "–" : (100 * f).toFixed(1) + " %"; }
+function secs(s) {
+  if (s === null || s === undefined) return "–";
+  if (s < 1) return (s * 1000).toFixed(0) + " ms";
+  if (s < 120) return s.toFixed(1) + " s";
+  return (s / 60).toFixed(1) + " min";
+}
+function sum(obj) { return Object.values(obj || {}).reduce((a, b) => a + b, 0); }
+
+function cell(text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  return td;
+}
+function badge(text, cls) {
+  const span = document.createElement("span");
+  span.className = "badge " + cls;
+  span.textContent = text;
+  return span;
+}
+function fill(id, rows, empty, columns) {
+  const body = $(id);
+  body.replaceChildren();
+  if (!rows.length) {
+    const tr = document.createElement("tr");
+    const td = cell(empty, "empty");
+    td.colSpan = columns;
+    tr.append(td);
+    body.append(tr);
+    return;
+  }
+  for (const cells of rows) {
+    const tr = document.createElement("tr");
+    tr.append(...cells);
+    body.append(tr);
+  }
+}
+
+function render(o) {
+  const c = o.counters;
+  set("active-sessions", String(o.active_sessions));
+  set("websockets", o.websockets + " WebSocket(s) open");
+  set("sessions-created", String(c.sessions_created));
+  set("chunks-received", String(c.chunks_received));
+  set("bytes-received", bytes(c.upload_bytes_received) + " received");
+  const rate = o.outcomes.error_rate;
+  set("error-rate", rate.rate === null ? "–" : pct(rate.rate));
+  set("error-rate-sub", rate.failed + " failed of " + rate.ended + " ended");
+  set("redis-memory", o.redis_memory.fraction === null ? bytes(o.redis_memory.used_bytes) : pct(o.redis_memory.fraction));
+  set("redis-memory-sub", bytes(o.redis_memory.used_bytes) + " of " + (o.redis_memory.max_bytes ? bytes(o.redis_memory.max_bytes) : "no maxmemory"));
+  set("host-memory", o.host_memory ? pct(o.host_memory.fraction) : "–");
+  set("host-memory-sub", o.host_memory ? bytes(o.host_memory.available_bytes) + " available" : "not available");
+  set("tokens", String(sum(c.tokens_by_model)));
+  set("cleanup", secs(c.cleanup_latency_s.p50));
+  set("cleanup-sub", c.cleanup_latency_s.count + " session(s), max " + secs(c.cleanup_latency_s.max));
+
+  const alerts = $("alerts");
+  alerts.replaceChildren();
+  if (!o.alerts.length) {
+    const li = document.createElement("li");
+    li.className = "empty";
+    li.textContent = "No alert: memory, processing time, cleanups, error rate and consumer groups are within thresholds.";
+    alerts.append(li);
+  }
+  for (const a of o.alerts) {
+    const li = document.createElement("li");
+    li.dataset.kind = a.kind;
+    li.append(badge(a.level, a.level), document.createTextNode(" " + a.message));
+    alerts.append(li);
+  }
+
+  fill("groups", o.groups.map(g => {
+    const status = document.createElement("td");
+    status.append(badge(g.status, g.status));
+    return [cell(g.stream), cell(g.group), cell(String(g.consumers), "num"), cell(String(g.pending), "num"),
+            cell(g.lag === null ? "?" : String(g.lag), "num"),
+            cell(g.oldest_pending_idle_ms === null ? "–" : secs(g.oldest_pending_idle_ms / 1000), "num"),
+            status, cell(g.reason)];
+  }), "No consumer group yet: no worker has started.", 8);
+
+  fill("durations", Object.entries(o.outcomes.durations_s).map(([stage, d]) =>
+    [cell(stage), cell(String(d.count), "num"), cell(secs(d.p50), "num"), cell(secs(d.p95), "num")]),
+    "No finished session.", 4);
+
+  fill("errors", Object.entries(c.errors_by_code).map(([code, n]) => [cell(code), cell(String(n), "num")]),
+    "No error since this gateway started.", 2);
+
+  fill("in-progress", o.in_progress.map(s => [cell(s.session), cell(s.state), cell(secs(s.seconds), "num")]),
+    "Nothing processing.", 3);
+
+  fill("recorded", o.recorded_alerts.map(r => {
+    const details = Object.entries(r).filter(([k]) => !["id", "type", "at"].includes(k)).map(([k, v]) => k + "=" + v).join(" ");
+    return [cell(new Date(parseFloat(r.at) * 1000).toLocaleTimeString()), cell(r.type), cell(details)];
+  }), "None.", 3);
+
+  set("status", "updated " + new Date(o.at * 1000).toLocaleTimeString());
+}
+
+async function poll() {
+  try {
+    const response = await fetch("/admin/api/overview", { credentials: "same-origin", cache: "no-store" });
+    const body = await response.json();
+    if (!response.ok) {
+      set("status", body.error ? body.error.message : "error " + response.status);
+    } else {
+      render(body);
+    }
+  } catch (err) {
+    set("status", "gateway unreachable: " + err.message);
+  }
+  setTimeout(poll, POLL_MS);
+}
+
+poll();
