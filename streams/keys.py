@@ -26,6 +26,9 @@ ANALYZERS = "analyzers"
 GROUPS: dict[str, str] = {JOBS: DECODERS, ANALYZE: ANALYZERS}
 """Work stream -> its consumer group."""
 
+RESERVED = frozenset({JOBS, ANALYZE, EVENTS, ANALYTICS, AUDIT, DEAD, ACTIVE, ERASED, ALERTS})
+"""Global keys DodoLens reads or writes: never a target for an operator's copy (replay --publish)."""
+
 
 def _session(sid: str, what: str) -> str:
     return f"{PREFIX}:{{{sid}}}:{what}"
@@ -56,14 +59,24 @@ def tus(sid: str) -> str:
     return _session(sid, "tus")
 
 
+def tus_tail(sid: str) -> str:
+    """Encrypted bytes of a tus upload past its last whole chunk (PATCH bodies end anywhere)."""
+    return _session(sid, "tus_tail")
+
+
+def tus_lock(sid: str) -> str:
+    """Short-lived lock held by the gateway writing a tus upload, so PATCHes never interleave."""
+    return _session(sid, "tus_lock")
+
+
 def media_keys(sid: str) -> tuple[str, ...]:
     """Keys that hold media bytes: none of them may outlive the session."""
-    return (chunks(sid), frames(sid), audio(sid))
+    return (chunks(sid), frames(sid), audio(sid), tus_tail(sid))
 
 
 def session_keys(sid: str) -> tuple[str, ...]:
     """Every key of a session, media and bookkeeping."""
-    return (*media_keys(sid), meta(sid), session_events(sid), tus(sid))
+    return (*media_keys(sid), meta(sid), session_events(sid), tus(sid), tus_lock(sid))
 
 
 def session_id_of(key: str) -> str | None:
