@@ -105,6 +105,26 @@ async def _until_disconnect(ws: WebSocket, queue: "asyncio.Queue[Event | None]")
         queue.put_nowait(None)
 
 
+async def _send_since(ws: WebSocket, redis: Redis, sid: str, after: str | None, live: Event | None) -> tuple[str | None, bool]:
+    """Send the session's events after ``after`` from its own stream, oldest first.
+
+    Publishers append to the session stream and then to ``dodo:events``, so two of them can reach
+    the global stream in the opposite order; reading the session stream up to the live event sends
+    every event exactly once, in order. Returns the last id sent and whether the socket was closed.
+    """
+    try:
+        events = await history(redis, sid, after)
+    except RETRYABLE:
+        events = [live] if live else []
+    for event in events:
+        await ws.send_text(event.model_dump_json())
+        after = event.id
+        if _closes(event):
+            await ws.close()
+            return after, True
+    return after, False
+
+
 def _closes(event: Event) -> bool:
     if event.type == EventType.ERROR:
         return bool(event.data.get("final", True))
@@ -132,26 +152,16 @@ async def events_socket(ws: WebSocket) -> None:
         return
     queue = hub.subscribe(sid)
     try:
-        try:
-            backlog = await history(hub.redis, sid, last_id)
-        except RETRYABLE:
-            backlog = []
-        sent = stream_id_key(last_id) if last_id else (0, 0)
-        for event in backlog:
-            await ws.send_text(event.model_dump_json())
-            sent = stream_id_key(event.id)
-            if _closes(event):
-                await ws.close()
-                return
+        last_id, closed = await _send_since(ws, hub.redis, sid, last_id, None)
+        if closed:
+            return
         drain = asyncio.create_task(_until_disconnect(ws, queue))
         try:
             while (event := await queue.get()) is not None:
-                if stream_id_key(event.id) <= sent:
+                if last_id and stream_id_key(event.id) <= stream_id_key(last_id):
                     continue
-                await ws.send_text(event.model_dump_json())
-                sent = stream_id_key(event.id)
-                if _closes(event):
-                    await ws.close()
+                last_id, closed = await _send_since(ws, hub.redis, sid, last_id, event)
+                if closed:
                     return
         finally:
             drain.cancel()

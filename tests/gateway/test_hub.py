@@ -81,3 +81,15 @@ async def test_an_idle_connection_stays_open_through_server_pings(settings: Sett
             await publish(redis, rt.stream, sid, EventType.UPLOAD_COMPLETE, {})
             (event,) = await receive(ws, 1)
     assert event["type"] == "upload_complete"
+
+
+async def test_events_published_in_parallel_arrive_once_each_and_in_order(runtime: Runtime, redis: Redis) -> None:
+    sid, token = await new_session(runtime)
+    assert runtime.stream is not None
+    async with connect(ws_url(runtime, sid, token)) as ws:
+        await receive(ws, 1)
+        published = await asyncio.gather(
+            *(publish(redis, runtime.stream, sid, EventType.CHUNK_RECEIVED, {"index": i}) for i in range(40))
+        )
+        received = await receive(ws, 40)
+    assert [e["id"] for e in received] == sorted((e.id for e in published), key=lambda i: tuple(map(int, i.split("-"))))
