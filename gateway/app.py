@@ -14,6 +14,7 @@ from starlette.routing import Route
 from gateway import admin, metrics
 from gateway import hub as hub_module
 from gateway import openapi, pages, sessions, tus
+from gateway.audit import RequestAudit
 from gateway.config import GatewayConfig, ResultStore
 from gateway.errors import HANDLERS
 from streams.connection import RETRYABLE, Redis
@@ -56,7 +57,7 @@ def create_app(redis: Redis, config: GatewayConfig, results: ResultStore) -> Sta
     ]
     app_metrics = metrics.Metrics()
     app = Starlette(routes=routes, exception_handlers=HANDLERS, lifespan=lifespan,
-                    middleware=[Middleware(metrics.UploadBytes, metrics=app_metrics)])
+                    middleware=[Middleware(RequestAudit), Middleware(metrics.UploadBytes, metrics=app_metrics)])
     app.state.redis = redis
     app.state.config = config
     app.state.results = results
