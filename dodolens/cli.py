@@ -6,9 +6,10 @@ import argparse
 import asyncio
 import logging
 import mimetypes
+import mmap
+import os
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -48,13 +49,20 @@ def inventory_table(result: dict[str, Any]) -> Table:
 
 async def analyze(args: argparse.Namespace, settings: Settings) -> int:
     if args.video:
-        data = Path(args.video).read_bytes()
         content_type = mimetypes.guess_type(args.video)[0] or "application/octet-stream"
-    else:
-        from dodolens.sample import sample_video
+        with open(args.video, "rb") as file:
+            if os.fstat(file.fileno()).st_size == 0:
+                raise SettingsError(f"{args.video} is empty")
+            with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                return await analyze_video(args, settings, mapped, content_type)
+    from dodolens.sample import sample_video
 
-        console.print("[dim]no VIDEO given: using a generated 12 s sample home tour[/]")
-        data, content_type = await asyncio.to_thread(sample_video), "video/mp4"
+    console.print("[dim]no VIDEO given: using a generated 12 s sample home tour[/]")
+    return await analyze_video(args, settings, await asyncio.to_thread(sample_video), "video/mp4")
+
+
+async def analyze_video(args: argparse.Namespace, settings: Settings, data: bytes | mmap.mmap, content_type: str) -> int:
+    """Run the pipeline in-process on ``data`` (a file is memory-mapped, never read whole)."""
     async with Runtime(settings) as runtime:
         outcome = await analyze_bytes(runtime.url, data, content_type=content_type,
                                       on_event=None if args.json else print_event)

@@ -177,6 +177,7 @@ async def analyze_bytes(base_url: str, data: bytes | memoryview, *, content_type
                 return outcome
             await asyncio.wait_for(asyncio.shield(follower), timeout_s)
         finally:
+            view.release()
             if not follower.done():
                 follower.cancel()
                 with contextlib.suppress(asyncio.CancelledError, UploadError):

@@ -82,7 +82,7 @@ async def decode_job(r: Redis, cfg: WorkerConfig, job: Job) -> None:
             await fail_session(r, cfg.stream, sid, ErrorCode.MEDIA_UNREADABLE,
                                "a stored chunk failed its integrity check; upload again", retryable=True)
         elif failures and not any(isinstance(f, Aborted) for f in failures):
-            raise failures[0]
+            raise failures[0] from exc
         else:
             await fail_session(r, cfg.stream, sid, exc.code, exc.message)
         return

@@ -114,7 +114,7 @@ async def read_audit(r: Redis, start: datetime, end: datetime, page: int = 1000)
     low, high = f"{math.ceil(start.timestamp() * 1000)}-0", f"({math.ceil(end.timestamp() * 1000)}-0"
     while True:
         rows = await r.xrange(keys.AUDIT, min=low, max=high, count=page)
-        for entry_id, fields in rows:
+        for _entry_id, fields in rows:
             try:
                 out.append(orjson.loads(fields[b"r"]))
             except (KeyError, orjson.JSONDecodeError):
