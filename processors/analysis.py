@@ -16,9 +16,9 @@ from streams.audit import audit
 from streams.connection import Redis
 from streams.events import publish
 from streams.jobs import Job
-from streams.lifecycle import fail_session
+from streams.lifecycle import fail_session, pending_meta
 from streams.media import delete_media, load_audio, load_frames
-from streams.sessions import FINISHED, State, get_meta, is_erased, set_state
+from streams.sessions import State, get_meta, is_erased, set_state
 
 
 def build_result(sid: str, meta: dict[str, str], frames: list[float], analysis: Analysis, analysis_s: float) -> Result:
@@ -61,12 +61,8 @@ def build_result(sid: str, meta: dict[str, str], frames: list[float], analysis: 
 
 async def analyze_job(r: Redis, cfg: WorkerConfig, sink: ResultSink, job: Job) -> None:
     sid = job.session_id
-    meta = await get_meta(r, sid)
-    if meta is None or await is_erased(r, sid):
-        await delete_media(r, sid)
-        return
-    if meta["state"] in FINISHED:
-        await delete_media(r, sid)
+    meta = await pending_meta(r, sid)
+    if meta is None:
         return
     try:
         await set_state(r, cfg.stream, sid, State.ANALYZING)

@@ -19,9 +19,9 @@ from streams.connection import Redis
 from streams.crypto import SealError
 from streams.events import publish
 from streams.jobs import Job, enqueue
-from streams.lifecycle import fail_session
+from streams.lifecycle import fail_session, pending_meta
 from streams.media import delete_media, store_media
-from streams.sessions import FINISHED, State, chunk_map, get_meta, is_erased, set_state
+from streams.sessions import State, chunk_map, is_erased, set_state
 
 FETCH_TIMEOUT_S = 30.0
 
@@ -52,11 +52,8 @@ def chunk_fetcher(r: Redis, cfg: WorkerConfig, sid: str, meta: dict[str, str], l
 
 async def decode_job(r: Redis, cfg: WorkerConfig, job: Job) -> None:
     sid = job.session_id
-    meta = await get_meta(r, sid)
-    if meta is None or await is_erased(r, sid):
-        await delete_media(r, sid)
-        return
-    if meta["state"] in FINISHED:
+    meta = await pending_meta(r, sid)
+    if meta is None:
         return
     started = time.time()
     await set_state(r, cfg.stream, sid, State.PROCESSING, processing_started_at=meta.get("processing_started_at", started))

@@ -12,7 +12,19 @@ from streams.config import StreamConfig
 from streams.connection import Redis
 from streams.events import publish
 from streams.media import delete_media
-from streams.sessions import State, get_meta, set_state
+from streams.sessions import FINISHED, State, get_meta, is_erased, set_state
+
+
+async def pending_meta(r: Redis, sid: str) -> dict[str, str] | None:
+    """The meta of a session a worker should still work on; None (and its media deleted) otherwise.
+
+    A job can outlive its session: erased, expired, or already finished by an earlier delivery.
+    """
+    meta = await get_meta(r, sid)
+    if meta is None or meta.get("state") in FINISHED or await is_erased(r, sid):
+        await delete_media(r, sid)
+        return None
+    return meta
 
 
 async def fail_session(r: Redis, cfg: StreamConfig, sid: str, code: str, message: str, *, retryable: bool = False) -> None:
