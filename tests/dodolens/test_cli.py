@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import orjson
 import redis as sync_redis
 
 from streams.embedded import EmbeddedRedis
-from tests.support.videos import make_phone_clip
+from tests.support.videos import make_phone_clip, make_video
 
 EXPECTED_ORDER = ["session_created", "chunk_received", "upload_complete", "processing_started", "frames_extracted",
                   "analysis_complete"]
@@ -59,3 +60,24 @@ def test_analyze_with_no_argument_uses_a_sample_and_an_embedded_redis(tmp_path: 
 def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     run = dodolens("analyze", str(tmp_path / "nope.mp4"), env=clean_env(tmp_path))
     assert run.returncode == 2 and b"nope.mp4" in run.stderr
+
+
+def test_erase_removes_a_sessions_keys_and_its_result(tmp_path: Path, redis_server: EmbeddedRedis) -> None:
+    env = clean_env(tmp_path, REDIS_URL=redis_server.url, DODOLENS_MASTER_SECRET="ef" * 32)
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(make_video(duration=2.0, audio=None))
+    analyzed = dodolens("analyze", str(video), "--json", env=env)
+    sid = orjson.loads(analyzed.stdout)["session_id"]
+    client = sync_redis.Redis.from_url(redis_server.url)
+    assert client.exists(f"dodo:{{{sid}}}:meta")
+    with sqlite3.connect(tmp_path / "results.sqlite3") as db:
+        assert db.execute("select count(*) from results where session_id = ?", (sid,)).fetchone() == (1,)
+    erased = dodolens("erase", sid, env=env)
+    assert erased.returncode == 0, erased.stderr.decode()
+    receipt = orjson.loads(erased.stdout)
+    assert receipt["session_id"] == sid and receipt["result_deleted"] is True and "meta" in receipt["redis_keys_deleted"]
+    assert [k for k in client.scan_iter(match=f"dodo:{{{sid}}}:*") if not k.endswith(b":events")] == []
+    with sqlite3.connect(tmp_path / "results.sqlite3") as db:
+        assert db.execute("select count(*) from results where session_id = ?", (sid,)).fetchone() == (0,)
+    again = orjson.loads(dodolens("erase", sid, env=env).stdout)
+    assert again["result_deleted"] is False
