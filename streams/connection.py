@@ -33,10 +33,13 @@ async def persistence_problems(client: Redis) -> list[str]:
     """What makes this Redis write to disk (RDB snapshots, AOF); empty when it is memory-only.
 
     Managed Redis often forbids CONFIG: that is reported as a problem too, since it cannot be checked.
+    A cluster client sends CONFIG GET to one node unless told otherwise, so every node (replicas hold
+    copies of the media too) is asked.
     """
+    nodes = {"target_nodes": RedisCluster.ALL_NODES} if isinstance(client, RedisCluster) else {}
     try:
-        save = await client.config_get("save")
-        aof = await client.config_get("appendonly")
+        save = await client.config_get("save", **nodes)
+        aof = await client.config_get("appendonly", **nodes)
     except ResponseError as exc:
         return [f"cannot check persistence (CONFIG GET refused: {exc})"]
     problems = []
@@ -46,6 +49,14 @@ async def persistence_problems(client: Redis) -> list[str]:
     if "yes" in _values(aof, "appendonly"):
         problems.append("AOF is on (appendonly yes)")
     return problems
+
+
+async def info_per_node(client: Redis, section: str) -> list[dict]:
+    """INFO ``section`` of every primary of a cluster (a cluster client asks one node unless told), or of
+    the one server: memory pressure on any node is pressure on the sessions stored there."""
+    if isinstance(client, RedisCluster):
+        return list((await client.info(section, target_nodes=RedisCluster.PRIMARIES)).values())
+    return [await client.info(section)]
 
 
 def _values(reply: dict, name: str) -> list[str]:

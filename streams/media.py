@@ -9,9 +9,16 @@ from streams.config import StreamConfig
 from streams.connection import Redis
 
 FRAME, AUDIO = "frame", "audio"
+AUDIO_PIECE = 1024 * 1024
+"""Audio is sealed and stored in pieces of this many bytes (16 kHz mono PCM: about 33 s each)."""
 
 
 async def store_media(r: Redis, cfg: StreamConfig, sid: str, frames: list[tuple[float, bytes]], audio: bytes | None) -> None:
+    """Frames in one transaction, then the audio sealed and sent piece by piece.
+
+    A sealed copy of a whole track (and the concatenations around it) would cost a worker several
+    times the track's size at once; piece by piece it costs one piece, however long the video.
+    """
     sealed = await asyncio.to_thread(
         lambda: [(ts, *cfg.keyring.seal(jpeg, sid, FRAME, i)) for i, (ts, jpeg) in enumerate(frames)]
     )
@@ -20,10 +27,17 @@ async def store_media(r: Redis, cfg: StreamConfig, sid: str, frames: list[tuple[
         for i, (ts, epoch, blob) in enumerate(sealed):
             pipe.xadd(keys.frames(sid), {"i": i, "ts": ts, "ep": epoch, "ct": blob})
         pipe.expire(keys.frames(sid), cfg.chunk_ttl_s)
-        if audio is not None:
-            epoch, blob = await asyncio.to_thread(cfg.keyring.seal, audio, sid, AUDIO, 0)
-            pipe.set(keys.audio(sid), epoch.to_bytes(8, "big") + blob, ex=cfg.chunk_ttl_s)
         await pipe.execute()
+    if audio is None:
+        return
+    view = memoryview(audio)
+    count = -(-len(view) // AUDIO_PIECE)
+    for i in range(count):
+        epoch, blob = await asyncio.to_thread(cfg.keyring.seal, view[i * AUDIO_PIECE : (i + 1) * AUDIO_PIECE], sid, AUDIO, i)
+        async with r.pipeline(transaction=True) as pipe:
+            pipe.xadd(keys.audio(sid), {"i": i, "n": count, "ep": epoch, "ct": blob})
+            pipe.expire(keys.audio(sid), cfg.chunk_ttl_s)
+            await pipe.execute()
 
 
 async def load_frames(r: Redis, cfg: StreamConfig, sid: str) -> list[tuple[float, bytes]]:
@@ -40,10 +54,15 @@ async def load_frames(r: Redis, cfg: StreamConfig, sid: str) -> list[tuple[float
 
 
 async def load_audio(r: Redis, cfg: StreamConfig, sid: str) -> bytes | None:
-    raw = await r.get(keys.audio(sid))
-    if raw is None:
+    """The whole track again, or None; a piece missing (expired mid-way) reads as no audio at all."""
+    rows = await r.xrange(keys.audio(sid))
+    if not rows or [int(f[b"i"]) for _e, f in rows] != list(range(int(rows[0][1][b"n"]))):
         return None
-    return await asyncio.to_thread(cfg.keyring.open, int.from_bytes(raw[:8], "big"), raw[8:], sid, AUDIO, 0)
+
+    def open_all() -> bytes:
+        return b"".join(cfg.keyring.open(int(f[b"ep"]), f[b"ct"], sid, AUDIO, int(f[b"i"])) for _e, f in rows)
+
+    return await asyncio.to_thread(open_all)
 
 
 async def delete_media(r: Redis, sid: str) -> int:
