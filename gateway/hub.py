@@ -16,7 +16,7 @@ from streams.connection import RETRYABLE, Redis
 from schemas.errors import ErrorCode
 from streams import keys
 from streams.config import StreamConfig
-from streams.events import history, history_tail, last_global_id, publish, stream_id_key, tail
+from streams.events import histories, history, history_tail, last_global_id, publish, stream_id_key, tail
 from streams.sessions import is_erased
 
 log = logging.getLogger("dodolens.hub")
@@ -32,10 +32,23 @@ class Hub:
         self.stream = stream
         self.check_interval_s = check_interval_s
         self.subscribers: dict[str, set[asyncio.Queue[Event | None]]] = defaultdict(set)
+        self.cursors: dict[str, str | None] = {}
+        """Per watched session, the last event id dispatched: live events are read from the session's
+        own stream after it, so two publishers reaching ``dodo:events`` in swapped order cannot
+        reorder or drop anything."""
         self._tasks: list[asyncio.Task[None]] = []
 
-    def subscribe(self, sid: str) -> asyncio.Queue[Event | None]:
+    async def subscribe(self, sid: str) -> asyncio.Queue[Event | None]:
+        """Register before the caller reads the backlog, so nothing falls between backlog and live."""
         queue: asyncio.Queue[Event | None] = asyncio.Queue(QUEUE_LIMIT)
+        if sid not in self.cursors:
+            self.cursors[sid] = None
+            try:
+                latest = await history_tail(self.redis, sid)
+            except RETRYABLE:
+                latest = None
+            if latest is not None and self.cursors.get(sid) is None:
+                self.cursors[sid] = latest.id
         self.subscribers[sid].add(queue)
         return queue
 
@@ -43,6 +56,7 @@ class Hub:
         self.subscribers[sid].discard(queue)
         if not self.subscribers[sid]:
             del self.subscribers[sid]
+            self.cursors.pop(sid, None)
 
     @property
     def connections(self) -> int:
@@ -89,11 +103,30 @@ class Hub:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
-            for event in events:
-                for queue in tuple(self.subscribers.get(event.session_id, ())):
-                    if queue.full():
-                        queue.get_nowait()
-                    queue.put_nowait(event)
+            for sid, session_events in (await self._in_session_order(events)).items():
+                for event in session_events:
+                    for queue in tuple(self.subscribers.get(sid, ())):
+                        if queue.full():
+                            queue.get_nowait()
+                        queue.put_nowait(event)
+
+    async def _in_session_order(self, events: list[Event]) -> dict[str, list[Event]]:
+        """The watched sessions' new events, read from their own streams in one round trip."""
+        live: dict[str, list[Event]] = defaultdict(list)
+        for event in events:
+            if event.session_id in self.subscribers:
+                live[event.session_id].append(event)
+        if not live:
+            return {}
+        after = {sid: self.cursors.get(sid) or _before(found[0].id) for sid, found in live.items()}
+        try:
+            ordered = await histories(self.redis, after)
+        except RETRYABLE:
+            ordered = dict(live)
+        for sid, found in ordered.items():
+            if found and sid in self.cursors:
+                self.cursors[sid] = found[-1].id
+        return ordered
 
 
 async def _until_disconnect(ws: WebSocket, queue: "asyncio.Queue[Event | None]") -> None:
@@ -105,18 +138,17 @@ async def _until_disconnect(ws: WebSocket, queue: "asyncio.Queue[Event | None]")
         queue.put_nowait(None)
 
 
-async def _send_since(ws: WebSocket, redis: Redis, sid: str, after: str | None, live: Event | None) -> tuple[str | None, bool]:
-    """Send the session's events after ``after`` from its own stream, oldest first.
+def _before(entry_id: str) -> str:
+    """The stream id just below ``entry_id``: an exclusive lower bound that includes it."""
+    ms, seq = stream_id_key(entry_id)
+    return f"{ms}-{seq - 1}" if seq else f"{ms - 1}-{2**64 - 1}"
 
-    Publishers append to the session stream and then to ``dodo:events``, so two of them can reach
-    the global stream in the opposite order; reading the session stream up to the live event sends
-    every event exactly once, in order. Returns the last id sent and whether the socket was closed.
-    """
-    try:
-        events = await history(redis, sid, after)
-    except RETRYABLE:
-        events = [live] if live else []
+
+async def _send(ws: WebSocket, events: list[Event], after: str | None) -> tuple[str | None, bool]:
+    """Send events newer than ``after``; returns the last id sent and whether the socket was closed."""
     for event in events:
+        if after and stream_id_key(event.id) <= stream_id_key(after):
+            continue
         await ws.send_text(event.model_dump_json())
         after = event.id
         if _closes(event):
@@ -150,17 +182,19 @@ async def events_socket(ws: WebSocket) -> None:
         await ws.send_json({"type": "error", "session_id": sid, "data": {"code": "bad_token", "message": problem, "retryable": False, "final": True}})
         await ws.close(code=4401)
         return
-    queue = hub.subscribe(sid)
+    queue = await hub.subscribe(sid)
     try:
-        last_id, closed = await _send_since(ws, hub.redis, sid, last_id, None)
+        try:
+            backlog = await history(hub.redis, sid, last_id)
+        except RETRYABLE:
+            backlog = []
+        last_id, closed = await _send(ws, backlog, last_id)
         if closed:
             return
         drain = asyncio.create_task(_until_disconnect(ws, queue))
         try:
             while (event := await queue.get()) is not None:
-                if last_id and stream_id_key(event.id) <= stream_id_key(last_id):
-                    continue
-                last_id, closed = await _send_since(ws, hub.redis, sid, last_id, event)
+                last_id, closed = await _send(ws, [event], last_id)
                 if closed:
                     return
         finally:

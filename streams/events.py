@@ -69,6 +69,17 @@ async def history(r: Redis, sid: str, after: str | None = None) -> list[Event]:
     return [_event(entry_id, fields, sid) for entry_id, fields in rows]
 
 
+async def histories(r: Redis, after: dict[str, str | None]) -> dict[str, list[Event]]:
+    """Several sessions' events after their own cursor, in one pipelined round trip."""
+    sids = list(after)
+    async with r.pipeline(transaction=False) as pipe:
+        for sid in sids:
+            cursor = after[sid]
+            pipe.xrange(keys.session_events(sid), min=f"({cursor}" if cursor else "-", max="+")
+        replies = await pipe.execute()
+    return {sid: [_event(entry_id, fields, sid) for entry_id, fields in rows] for sid, rows in zip(sids, replies)}
+
+
 async def history_tail(r: Redis, sid: str) -> Event | None:
     """The session's latest event, if any."""
     rows = await r.xrevrange(keys.session_events(sid), count=1)
