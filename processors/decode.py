@@ -286,7 +286,7 @@ def _first_pass(
         pass
     if resampler is not None:
         for frame in resampler.resample(None):
-            pcm += frame.to_ndarray().tobytes()
+            pcm += _samples(frame)
     if not pcm:
         return None, end
     wav = _wav(pcm, limits.audio_rate)
@@ -301,9 +301,14 @@ def _resample(
     try:
         for frame in audio.decode(packet):
             for mono in resampler.resample(frame):
-                pcm += mono.to_ndarray().tobytes()
+                pcm += _samples(mono)
     except (av.error.FFmpegError, ValueError):
         return
+
+
+def _samples(mono: av.AudioFrame) -> memoryview:
+    """The frame's s16 mono samples, without the plane's padding and without a copy."""
+    return memoryview(mono.planes[0])[: mono.samples * 2]
 
 
 def _wav(pcm: bytearray, rate: int) -> bytes:
