@@ -17,7 +17,6 @@ from gateway.lifecycle import UPLOADABLE, complete_upload, erase_upload
 from schemas.api import Accepted, ChunkStored, Complete, CreateSession, SessionCreated, SessionStatus
 from schemas.events import EventType
 from schemas.result import decode_result
-from streams import keys
 from streams.audit import audit
 from streams.chunks import append_chunk
 from streams.connection import Redis
@@ -29,6 +28,7 @@ from streams.sessions import (
     create_session,
     expected_chunks,
     expected_length,
+    get_fields,
     get_meta,
     missing_chunks,
     set_state,
@@ -86,8 +86,9 @@ def authorize(request: Request, sid: str) -> None:
         raise ApiError(403 if problem != "token expired" else 401, "bad_token", problem)
 
 
-async def session_meta(request: Request, sid: str) -> dict[str, str]:
-    meta = await get_meta(_redis(request), sid)
+async def session_meta(request: Request, sid: str, *fields: str) -> dict[str, str]:
+    """The session's meta hash, or only ``fields`` of it (and its state) when named."""
+    meta = await (get_fields(_redis(request), sid, *fields) if fields else get_meta(_redis(request), sid))
     if meta is None:
         raise ApiError(404, "unknown_session", "no such session (expired, erased or never created)")
     return meta
@@ -119,7 +120,7 @@ async def put_chunk(request: Request) -> Response:
         index = int(request.path_params["index"])
     except ValueError:
         raise ApiError(400, "bad_index", "the chunk index must be an integer") from None
-    meta = await session_meta(request, sid)
+    meta = await session_meta(request, sid, "size", "chunk_size", "protocol")
     size, chunk_size = int(meta["size"]), int(meta["chunk_size"])
     count = expected_chunks(size, chunk_size)
     if not 0 <= index < count:
@@ -138,14 +139,13 @@ async def put_chunk(request: Request) -> Response:
         raise ApiError(400, "empty_chunk", "the chunk body is empty")
     if len(data) != want:
         raise ApiError(400, "bad_chunk_length", f"chunk {index} must be {want} bytes, got {len(data)}")
-    stored = await append_chunk(r, cfg.stream, sid, index, data)
+    received = await append_chunk(r, cfg.stream, sid, index, data)
     data[:] = bytes(len(data))
-    if stored:
+    if received is not None:
         if meta["state"] == State.CREATED:
             await set_state(r, cfg.stream, sid, State.UPLOADING)
-        received = int(await r.hget(keys.meta(sid), "received") or 0)
         await publish(r, cfg.stream, sid, EventType.CHUNK_RECEIVED, {"index": index, "received": received, "chunks": count})
-    return json_response(ChunkStored(session_id=sid, index=index, stored=stored))
+    return json_response(ChunkStored(session_id=sid, index=index, stored=received is not None))
 
 
 async def complete(request: Request) -> Response:

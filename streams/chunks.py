@@ -16,15 +16,16 @@ class ChunkMissing(LookupError):
     """A chunk the meta hash promised is gone from the stream (expired or erased)."""
 
 
-async def append_chunk(r, cfg: StreamConfig, sid: str, index: int, data: bytes) -> bool:
-    """Seal and append one chunk; False when that index was already stored (a harmless repeat).
+async def append_chunk(r, cfg: StreamConfig, sid: str, index: int, data: bytes | bytearray) -> int | None:
+    """Seal and append one chunk; returns how many chunks the session now holds, or None when that
+    index was already stored (a harmless repeat).
 
     Two racing PUTs of one index both append, but only the first to claim ``c:<index>`` in the
     meta hash wins; the loser deletes its entry, so the stream holds each index once.
     """
     meta_key, stream = keys.meta(sid), keys.chunks(sid)
     if await r.hexists(meta_key, f"{CHUNK_FIELD}{index}"):
-        return False
+        return None
     epoch, blob = await asyncio.to_thread(cfg.keyring.seal, data, sid, KIND, index)
     entry = await r.xadd(
         stream,
@@ -35,14 +36,14 @@ async def append_chunk(r, cfg: StreamConfig, sid: str, index: int, data: bytes) 
     entry_id = entry.decode() if isinstance(entry, bytes) else entry
     if not await r.hsetnx(meta_key, f"{CHUNK_FIELD}{index}", f"{entry_id}:{len(data)}"):
         await r.xdel(stream, entry_id)
-        return False
+        return None
     async with r.pipeline(transaction=True) as pipe:
         pipe.hincrby(meta_key, "received", 1)
         pipe.hincrby(meta_key, "bytes", len(data))
         pipe.expire(stream, cfg.chunk_ttl_s)
         pipe.expire(meta_key, cfg.session_ttl_s)
-        await pipe.execute()
-    return True
+        received, *_ = await pipe.execute()
+    return int(received)
 
 
 async def read_chunk(r, cfg: StreamConfig, sid: str, index: int, entry_id: str) -> bytes:

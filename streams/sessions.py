@@ -56,6 +56,14 @@ async def get_meta(r: Redis, sid: str) -> dict[str, str] | None:
     return decode_hash(raw) if raw else None
 
 
+async def get_fields(r: Redis, sid: str, *names: str) -> dict[str, str] | None:
+    """A few meta fields in one read: the meta hash grows with the chunk count, so hot paths skip HGETALL."""
+    values = await r.hmget(keys.meta(sid), ["state", *names])
+    if values[0] is None:
+        return None
+    return {n: v.decode() for n, v in zip(["state", *names], values) if v is not None}
+
+
 async def set_state(r: Redis, cfg: StreamConfig, sid: str, state: State, **fields: str | int | float) -> None:
     """Move a session on; an erased session (no meta) stays erased."""
     mapping = {"state": state.value, "updated_at": time.time(), **fields}

@@ -161,7 +161,7 @@ class ChunkWriter:
             self.buffer[:want] = b""
             self.base += want
             await commit(self.r, self.cfg, self.sid, self.base, b"")
-            stored.append((index, new))
+            stored.append((index, new is not None))
         return stored
 
     async def save(self) -> float:
