@@ -14,6 +14,7 @@ from dodolens.settings import Settings
 from gateway.auth import issue_token
 from streams import keys
 from streams.connection import Redis
+from streams.events import history
 
 CHUNK = 256 * 1024
 
@@ -95,11 +96,13 @@ async def test_chunk_guards(http: httpx.AsyncClient, runtime: Runtime) -> None:
     assert status["missing_chunks"] == [0] and status["received_chunks"] == 1 and status["state"] == "uploading"
 
 
-async def test_complete_with_missing_chunks_lists_them_and_resumes(http: httpx.AsyncClient) -> None:
+async def test_complete_with_missing_chunks_lists_them_and_resumes(http: httpx.AsyncClient, redis: Redis) -> None:
     sid, auth = await new_session(http, CHUNK * 3)
     await http.put(f"/sessions/{sid}/chunks/1", content=b"a" * CHUNK, headers=auth)
     error = assert_error(await http.post(f"/sessions/{sid}/complete", json={"chunks": 3}, headers=auth), 409, "missing_chunks")
     assert error["missing"] == [0, 2]
+    (event,) = [e for e in await history(redis, sid) if e.type == "error"]
+    assert event.data["code"] == "missing_chunks" and event.data["missing"] == [0, 2] and not event.data["final"]
     for i in (0, 2):
         await http.put(f"/sessions/{sid}/chunks/{i}", content=b"a" * CHUNK, headers=auth)
     response = await http.post(f"/sessions/{sid}/complete", json={"chunks": 3, "sha256": hashlib.sha256(b"a" * CHUNK * 3).hexdigest()}, headers=auth)
@@ -112,6 +115,8 @@ async def test_checksum_mismatch_fails_the_session_and_deletes_its_chunks(http: 
     response = await http.post(f"/sessions/{sid}/complete", json={"chunks": 1, "sha256": "0" * 64}, headers=auth)
     assert_error(response, 422, "checksum_mismatch")
     assert not await redis.exists(keys.chunks(sid))
+    (event,) = [e for e in await history(redis, sid) if e.type == "error"]
+    assert event.data["code"] == "checksum_mismatch" and event.data["final"]
     assert (await http.get(f"/sessions/{sid}", headers=auth)).json()["error"]["code"] == "checksum_mismatch"
 
 
