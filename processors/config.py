@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from dataclasses import dataclass, field
 
@@ -12,7 +13,8 @@ from streams.config import StreamConfig
 
 
 def default_consumer() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+    """Unique per worker, even for two workers in one process: a consumer name owns pending entries."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 @dataclass(frozen=True)
