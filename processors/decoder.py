@@ -21,7 +21,7 @@ from streams.events import publish
 from streams.jobs import Job, enqueue
 from streams.lifecycle import fail_session, pending_meta
 from streams.media import delete_media, store_media
-from streams.sessions import State, chunk_map, is_erased, set_state
+from streams.sessions import State, chunk_map, is_erased, set_state, update_meta
 
 FETCH_TIMEOUT_S = 30.0
 
@@ -92,11 +92,9 @@ async def decode_job(r: Redis, cfg: WorkerConfig, job: Job) -> None:
     decode_s = time.time() - started
     await store_media(r, cfg.stream, sid, [(f.timestamp, f.jpeg) for f in media.frames], media.audio_wav)
     await r.delete(keys.chunks(sid))
-    await r.hset(keys.meta(sid), mapping={
-        "duration": media.duration, "width": media.width, "height": media.height, "codec": media.video_codec,
-        "container": media.container, "rotation": media.rotation, "has_audio": int(media.audio_wav is not None),
-        "decode_s": round(decode_s, 3), "decoded_at": time.time(),
-    })
+    await update_meta(r, cfg.stream, sid, duration=media.duration, width=media.width, height=media.height,
+                      codec=media.video_codec, container=media.container, rotation=media.rotation,
+                      has_audio=int(media.audio_wav is not None), decode_s=round(decode_s, 3), decoded_at=time.time())
     await enqueue(r, cfg.stream, keys.ANALYZE, sid)
     await publish(r, cfg.stream, sid, EventType.FRAMES_EXTRACTED, {
         "frames": len(media.frames),

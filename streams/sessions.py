@@ -64,19 +64,25 @@ async def get_fields(r: Redis, sid: str, *names: str) -> dict[str, str] | None:
     return {n: v.decode() for n, v in zip(["state", *names], values) if v is not None}
 
 
+UPDATE_IF_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+async def update_meta(r: Redis, cfg: StreamConfig, sid: str, **fields: str | int | float) -> bool:
+    """Set meta fields only if the session still exists, atomically: a worker finishing a step
+    just after an erasure must not bring back a half-empty meta hash."""
+    flat = [str(part) for pair in fields.items() for part in pair]
+    return bool(await r.eval(UPDATE_IF_EXISTS, 1, keys.meta(sid), cfg.session_ttl_s, *flat))
+
+
 async def set_state(r: Redis, cfg: StreamConfig, sid: str, state: State, **fields: str | int | float) -> None:
-    """Move a session on; an erased session (no meta) stays erased."""
-    mapping = {"state": state.value, "updated_at": time.time(), **fields}
-    async with r.pipeline(transaction=True) as pipe:
-        pipe.exists(keys.meta(sid))
-        exists = (await pipe.execute())[0]
-    if not exists:
-        return
-    async with r.pipeline(transaction=True) as pipe:
-        pipe.hset(keys.meta(sid), mapping=mapping)
-        pipe.expire(keys.meta(sid), cfg.session_ttl_s)
-        await pipe.execute()
-    if state in FINISHED:
+    """Move a session on; an erased or expired session (no meta) stays gone."""
+    updated = await update_meta(r, cfg, sid, state=state.value, updated_at=time.time(), **fields)
+    if updated and state in FINISHED:
         await r.zrem(keys.ACTIVE, sid)
 
 
