@@ -13,6 +13,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from redis.exceptions import ResponseError
+
 from schemas.errors import ErrorCode
 from schemas.events import EventType
 from streams import keys
@@ -26,7 +28,10 @@ from streams.sessions import FINISHED, get_meta
 log = logging.getLogger("dodolens.sweeper")
 
 MEMORY_THRESHOLD = 0.8
+MEMORY_RELIEF_TARGET = 0.75
+"""Shed load down to here, not just under the threshold, so the next upload does not trip it again."""
 ERASED_RETENTION_S = 86_400
+GONE_CONSUMER_IDLE_MS = 3_600_000
 
 
 @dataclass
@@ -34,6 +39,7 @@ class SweepReport:
     orphans_deleted: list[str] = field(default_factory=list)
     expired_sessions: list[str] = field(default_factory=list)
     pressure_failed: list[str] = field(default_factory=list)
+    consumers_forgotten: list[str] = field(default_factory=list)
 
 
 async def alert(r: Redis, kind: str, **fields: str | int | float) -> None:
@@ -84,9 +90,13 @@ async def memory_fraction(r: Redis) -> float | None:
     return max(fractions) if fractions else None
 
 
-async def relieve_memory(r: Redis, cfg: StreamConfig, report: SweepReport, threshold: float = MEMORY_THRESHOLD) -> None:
-    """Fail the oldest active sessions until Redis is back under ``threshold`` of maxmemory."""
-    while (fraction := await memory_fraction(r)) is not None and fraction > threshold:
+async def relieve_memory(r: Redis, cfg: StreamConfig, report: SweepReport, threshold: float = MEMORY_THRESHOLD,
+                         target: float = MEMORY_RELIEF_TARGET) -> None:
+    """Past ``threshold`` of maxmemory, fail the oldest active sessions until Redis is under ``target``."""
+    fraction = await memory_fraction(r)
+    if fraction is None or fraction <= threshold:
+        return
+    while fraction is not None and fraction > target:
         oldest = await r.zrange(keys.ACTIVE, 0, 0)
         if not oldest:
             await alert(r, "memory_pressure", fraction=round(fraction, 3), sessions=0)
@@ -97,6 +107,22 @@ async def relieve_memory(r: Redis, cfg: StreamConfig, report: SweepReport, thres
                            "the service ran short of memory and dropped this upload; upload again", retryable=True)
         report.pressure_failed.append(sid)
         await alert(r, "memory_pressure", fraction=round(fraction, 3))
+        fraction = await memory_fraction(r)
+
+
+async def forget_gone_consumers(r: Redis, report: SweepReport, idle_ms: int = GONE_CONSUMER_IDLE_MS) -> None:
+    """Remove consumers idle for long with nothing pending: every worker process has its own name,
+    so without this the groups (and ``dodolens lag``) list every worker that ever ran."""
+    for stream, group in keys.GROUPS.items():
+        try:
+            consumers = await r.xinfo_consumers(stream, group)
+        except ResponseError:
+            continue
+        for consumer in consumers:
+            name = consumer["name"].decode() if isinstance(consumer["name"], bytes) else consumer["name"]
+            if consumer["pending"] == 0 and consumer["idle"] > idle_ms:
+                await r.xgroup_delconsumer(stream, group, name)
+                report.consumers_forgotten.append(f"{group}/{name}")
 
 
 async def sweep_once(r: Redis, cfg: StreamConfig) -> SweepReport:
@@ -104,6 +130,7 @@ async def sweep_once(r: Redis, cfg: StreamConfig) -> SweepReport:
     await sweep_orphans(r, cfg, report)
     await sweep_expired(r, cfg, report)
     await relieve_memory(r, cfg, report)
+    await forget_gone_consumers(r, report)
     await r.zremrangebyscore(keys.ERASED, "-inf", time.time() - ERASED_RETENTION_S)
     return report
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
-from processors.sweeper import sweep_once
+from processors.sweeper import SweepReport, forget_gone_consumers, sweep_once
 from streams import keys
 from streams.chunks import append_chunk
 from streams.config import StreamConfig
 from streams.connection import Redis, connect
 from streams.embedded import EmbeddedRedis
 from streams.events import history
+from streams.jobs import enqueue, ensure_group, read_new
 from streams.sessions import State, create_session, set_state
 
 
@@ -80,3 +82,16 @@ async def test_memory_pressure_fails_the_oldest_sessions_first(small_redis: Redi
     info = await small_redis.info("memory")
     assert info["used_memory"] <= 0.8 * info["maxmemory"]
     assert "memory_pressure" in await alerts(small_redis)
+
+
+async def test_consumers_gone_for_long_with_nothing_pending_are_forgotten(redis: Redis, stream_cfg: StreamConfig) -> None:
+    await ensure_group(redis, keys.JOBS, keys.DECODERS)
+    await enqueue(redis, stream_cfg, keys.JOBS, "5" * 32)
+    await read_new(redis, keys.JOBS, keys.DECODERS, "busy", 1, 10)
+    await redis.xgroup_createconsumer(keys.JOBS, keys.DECODERS, "idle")
+    await asyncio.sleep(0.05)
+    report = SweepReport()
+    await forget_gone_consumers(redis, report, idle_ms=10)
+    assert report.consumers_forgotten == ["decoders/idle"]
+    names = {c["name"] for c in await redis.xinfo_consumers(keys.JOBS, keys.DECODERS)}
+    assert names == {b"busy"}, "a consumer holding a pending entry is kept for XAUTOCLAIM"
