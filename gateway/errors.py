@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from streams.chunks import ChunkMissing
 from streams.connection import RETRYABLE
 
 log = logging.getLogger("dodolens.gateway")
@@ -41,6 +42,10 @@ async def redis_unavailable(_request: Request, _exc: Exception) -> JSONResponse:
     return error_response(503, "unavailable", "storage is unreachable; retry shortly", {"Retry-After": str(RETRY_AFTER_S)})
 
 
+async def session_gone(_request: Request, exc: Exception) -> JSONResponse:
+    return error_response(410, "session_gone", str(exc))
+
+
 async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     return error_response(500, "internal_error", "unexpected server error")
@@ -48,6 +53,7 @@ async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
 
 HANDLERS = {
     ApiError: api_error,
+    ChunkMissing: session_gone,
     HTTPException: http_error,
     **{cls: redis_unavailable for cls in RETRYABLE},
     Exception: unexpected,

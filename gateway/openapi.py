@@ -118,7 +118,7 @@ def session_paths() -> dict[str, Any]:
             "requestBody": {"required": True, "content": {"application/octet-stream": {
                 "schema": {"type": "string", "format": "binary"}}}},
             "responses": {"200": _json(_ref(ChunkStored), "Chunk stored (or already stored)"),
-                          **_errors(400, 401, 403, 404, 409, 413, 503)},
+                          **_errors(400, 401, 403, 404, 409, 410, 413, 503)},
         }},
         "/sessions/{sid}/complete": {"post": {
             "operationId": "completeSession", "summary": "Declare the upload complete; queues the decoding",

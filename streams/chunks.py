@@ -16,34 +16,33 @@ class ChunkMissing(LookupError):
     """A chunk the meta hash promised is gone from the stream (expired or erased)."""
 
 
+APPEND = """
+local field, index, length = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
+if redis.call('HEXISTS', KEYS[1], field) == 1 then return -1 end
+local id = redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[6], '*', 'i', index, 'n', length, 'ep', ARGV[4], 'ct', ARGV[5])
+redis.call('HSET', KEYS[1], field, id .. ':' .. length)
+redis.call('HINCRBY', KEYS[1], 'bytes', length)
+local received = redis.call('HINCRBY', KEYS[1], 'received', 1)
+redis.call('EXPIRE', KEYS[2], ARGV[7])
+redis.call('EXPIRE', KEYS[1], ARGV[8])
+return received
+"""
+"""Append a sealed chunk unless its index is already stored, in one atomic step (one round trip;
+both keys share the session's hash slot). Returns the new chunk count, -1 for a repeat, -2 when
+the session is gone."""
+
+
 async def append_chunk(r, cfg: StreamConfig, sid: str, index: int, data: bytes | bytearray) -> int | None:
     """Seal and append one chunk; returns how many chunks the session now holds, or None when that
-    index was already stored (a harmless repeat).
-
-    Two racing PUTs of one index both append, but only the first to claim ``c:<index>`` in the
-    meta hash wins; the loser deletes its entry, so the stream holds each index once.
+    index was already stored (a harmless repeat). Raises :class:`ChunkMissing` if the session is gone.
     """
-    meta_key, stream = keys.meta(sid), keys.chunks(sid)
-    if await r.hexists(meta_key, f"{CHUNK_FIELD}{index}"):
-        return None
     epoch, blob = await asyncio.to_thread(cfg.keyring.seal, data, sid, KIND, index)
-    entry = await r.xadd(
-        stream,
-        {"i": index, "n": len(data), "ep": epoch, "ct": blob},
-        maxlen=cfg.max_chunks + 8,
-        approximate=False,
-    )
-    entry_id = entry.decode() if isinstance(entry, bytes) else entry
-    if not await r.hsetnx(meta_key, f"{CHUNK_FIELD}{index}", f"{entry_id}:{len(data)}"):
-        await r.xdel(stream, entry_id)
-        return None
-    async with r.pipeline(transaction=True) as pipe:
-        pipe.hincrby(meta_key, "received", 1)
-        pipe.hincrby(meta_key, "bytes", len(data))
-        pipe.expire(stream, cfg.chunk_ttl_s)
-        pipe.expire(meta_key, cfg.session_ttl_s)
-        received, *_ = await pipe.execute()
-    return int(received)
+    received = int(await r.eval(APPEND, 2, keys.meta(sid), keys.chunks(sid), f"{CHUNK_FIELD}{index}", index, len(data),
+                                epoch, blob, cfg.max_chunks + 8, cfg.chunk_ttl_s, cfg.session_ttl_s))
+    if received == -2:
+        raise ChunkMissing("the session is gone (expired or erased)")
+    return received if received > 0 else None
 
 
 async def read_chunk(r, cfg: StreamConfig, sid: str, index: int, entry_id: str) -> bytes:

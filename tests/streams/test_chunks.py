@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from streams import keys
-from streams.chunks import append_chunk, iter_chunks, read_chunk
+from streams.chunks import ChunkMissing, append_chunk, iter_chunks, read_chunk
 from streams.config import StreamConfig
 from streams.connection import Redis
 from streams.crypto import SealError
@@ -60,3 +60,9 @@ async def test_a_chunk_moved_to_another_session_or_index_does_not_open(redis: Re
     with pytest.raises(SealError):
         await read_chunk(redis, stream_cfg, a, 1, entry_id.decode())
     assert await read_chunk(redis, stream_cfg, a, 0, entry_id.decode()) == b"secret-bytes-of-a!!!"
+
+
+async def test_appending_to_a_session_that_is_gone_is_refused(redis: Redis, stream_cfg: StreamConfig) -> None:
+    with pytest.raises(ChunkMissing):
+        await append_chunk(redis, stream_cfg, "9" * 32, 0, b"late bytes")
+    assert not await redis.exists(keys.chunks("9" * 32), keys.meta("9" * 32))
