@@ -20,6 +20,7 @@ from schemas.result import decode_result
 from streams.audit import audit
 from streams.chunks import append_chunk
 from streams.connection import Redis
+from streams.crypto import wipe
 from streams.events import publish
 from streams.sessions import (
     State,
@@ -140,7 +141,7 @@ async def put_chunk(request: Request) -> Response:
     if len(data) != want:
         raise ApiError(400, "bad_chunk_length", f"chunk {index} must be {want} bytes, got {len(data)}")
     received = await append_chunk(r, cfg.stream, sid, index, data)
-    data[:] = bytes(len(data))
+    wipe(data)
     if received is not None:
         if meta["state"] == State.CREATED:
             await set_state(r, cfg.stream, sid, State.UPLOADING)

@@ -34,6 +34,7 @@ from streams import keys
 from streams.audit import audit
 from streams.chunks import ChunkMissing, read_chunk
 from streams.connection import RETRYABLE, Redis
+from streams.crypto import wipe
 from streams.events import publish
 from streams.lifecycle import fail_session
 from streams.sessions import (
@@ -211,7 +212,7 @@ async def body_parts(request: Request, room: int) -> AsyncIterator[bytes]:
         raise ApiError(460, "checksum_mismatch", f"the {name} of the body does not match Upload-Checksum; "
                        "nothing was stored, send it again")
     yield bytes(body)
-    body[:] = bytes(len(body))
+    wipe(body)
 
 
 async def receive(request: Request, upload: TusUpload) -> tuple[int, float]:

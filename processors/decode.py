@@ -30,6 +30,7 @@ from PIL import Image
 
 from processors.select import Candidate, select_frames, sharpness
 from schemas.errors import ErrorCode
+from streams.crypto import wipe
 
 ALLOWED_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,mpegts,avi,flv,ogg"
 """Demuxers FFmpeg may pick. Image, playlist and concat demuxers stay out: an upload is a video file,
@@ -290,7 +291,7 @@ def _first_pass(
     if not pcm:
         return None, end
     wav = _wav(pcm, limits.audio_rate)
-    np.frombuffer(pcm, dtype=np.uint8).fill(0)
+    wipe(pcm)
     return wav, end
 
 

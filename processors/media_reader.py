@@ -8,10 +8,11 @@ freed memory longer than needed.
 
 from __future__ import annotations
 
-import ctypes
 import io
 from collections import OrderedDict
 from collections.abc import Callable
+
+from streams.crypto import wipe
 
 
 class ChunkReader(io.RawIOBase):
@@ -74,7 +75,7 @@ class ChunkReader(io.RawIOBase):
     def close(self) -> None:
         """Zero and drop every cached chunk."""
         for chunk in self._cache.values():
-            _zero(chunk)
+            wipe(chunk)
         self._cache.clear()
         super().close()
 
@@ -87,19 +88,14 @@ class ChunkReader(io.RawIOBase):
         self.fetches += 1
         chunk = bytearray(self._fetch(index))
         if len(chunk) != expected:
-            _zero(chunk)
+            wipe(chunk)
             raise OSError(f"chunk {index} has {len(chunk)} bytes, expected {expected}")
         self._cache[index] = chunk
         while len(self._cache) > self.cache_chunks:
-            _zero(self._cache.popitem(last=False)[1])
+            wipe(self._cache.popitem(last=False)[1])
         return chunk
 
     def _check_open(self) -> None:
         if self.closed:
             raise ValueError("I/O operation on closed ChunkReader")
 
-
-def _zero(buffer: bytearray) -> None:
-    """Overwrite in place, without allocating a second buffer of the same size."""
-    if buffer:
-        ctypes.memset((ctypes.c_char * len(buffer)).from_buffer(buffer), 0, len(buffer))

@@ -7,6 +7,7 @@ ciphertext to (session, kind, index): moved elsewhere, it fails to open.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import time
 from collections.abc import Callable
@@ -20,6 +21,15 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 EPOCH_SECONDS = 86_400
 NONCE_BYTES = 12
+
+
+def wipe(buffer: bytearray) -> None:
+    """Overwrite a plaintext buffer with zeros in place (no second buffer of the same size).
+
+    As far as Python allows: ``bytes`` objects cannot be wiped, see PRIVACY.md.
+    """
+    if buffer:
+        ctypes.memset((ctypes.c_char * len(buffer)).from_buffer(buffer), 0, len(buffer))
 
 
 class SealError(Exception):

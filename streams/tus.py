@@ -19,6 +19,7 @@ from streams import keys
 from streams.chunks import append_chunk
 from streams.config import StreamConfig
 from streams.connection import Redis
+from streams.crypto import wipe
 from streams.sessions import decode_hash, expected_length
 
 TAIL_KIND = "tus_tail"
@@ -166,5 +167,5 @@ class ChunkWriter:
 
     async def save(self) -> float:
         expires_at = await commit(self.r, self.cfg, self.sid, self.offset, self.buffer)
-        self.buffer[:] = bytes(len(self.buffer))
+        wipe(self.buffer)
         return expires_at

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.crypto import EPOCH_SECONDS, Keyring, SealError
+from streams.crypto import EPOCH_SECONDS, Keyring, SealError, wipe
 
 
 def keyring_at(now: float, master: bytes = b"m" * 32) -> Keyring:
@@ -54,3 +54,11 @@ def test_another_master_secret_cannot_open() -> None:
 def test_short_master_secret_is_refused() -> None:
     with pytest.raises(ValueError):
         Keyring(b"short")
+
+
+def test_wipe_zeroes_a_buffer_in_place() -> None:
+    buffer = bytearray(b"frame bytes" * 1000)
+    view = memoryview(buffer)
+    wipe(buffer)
+    assert view.tobytes() == bytes(len(buffer))
+    wipe(bytearray())
