@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 
@@ -24,7 +25,7 @@ UPLOADABLE = frozenset({State.CREATED, State.UPLOADING})
 async def sha256_of(r: Redis, cfg: GatewayConfig, sid: str) -> str:
     digest = hashlib.sha256()
     async for chunk in iter_chunks(r, cfg.stream, sid):
-        digest.update(chunk)
+        await asyncio.to_thread(digest.update, chunk)
     return digest.hexdigest()
 
 
