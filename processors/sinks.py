@@ -12,6 +12,7 @@ import asyncio
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from contextlib import closing
 from datetime import datetime, timezone
@@ -100,21 +101,33 @@ class SQLiteSink:
         return await asyncio.to_thread(self._in_thread, statement)
 
     def _in_thread(self, statement: Callable[[sqlite3.Connection], T]) -> T:
-        try:
-            self._create_table()
-            with closing(sqlite3.connect(self.path, timeout=self.timeout_s)) as db, db:
-                return statement(db)
-        except sqlite3.OperationalError as exc:
-            raise SinkError(f"SQLite {self.path}: {exc}", retryable=True) from exc
-        except sqlite3.Error as exc:
-            raise SinkError(f"SQLite {self.path}: {exc}", retryable=False) from exc
+        """Run one statement in its own connection and transaction.
+
+        Several workers may share the file. SQLite waits ``timeout_s`` for a lock in most cases but
+        answers "locked" at once in some (a journal-mode switch, a read transaction that must
+        become a write): those are retried until the same deadline.
+        """
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                self._create_table()
+                with closing(sqlite3.connect(self.path, timeout=self.timeout_s)) as db, db:
+                    return statement(db)
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                raise SinkError(f"SQLite {self.path}: {exc}", retryable=True) from exc
+            except sqlite3.Error as exc:
+                raise SinkError(f"SQLite {self.path}: {exc}", retryable=False) from exc
 
     def _create_table(self) -> None:
         with self._ready_lock:
             if self._ready:
                 return
             with closing(sqlite3.connect(self.path, timeout=self.timeout_s)) as db, db:
-                db.execute("PRAGMA journal_mode = WAL")
+                if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    db.execute("PRAGMA journal_mode = WAL")
                 db.execute(
                     "CREATE TABLE IF NOT EXISTS results "
                     "(session_id TEXT PRIMARY KEY, result BLOB NOT NULL, created_at TEXT NOT NULL)"

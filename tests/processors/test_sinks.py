@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -230,3 +231,26 @@ def test_half_an_airtable_configuration_is_an_error(key, base, tmp_path):
     with pytest.raises(ValueError, match="Airtable"):
         open_sink(airtable_api_key=key, airtable_base_id=base, airtable_table="results", airtable_endpoint=None,
                   sqlite_path=str(tmp_path / "r.sqlite3"))
+
+
+async def test_workers_sharing_one_sqlite_file_all_store_their_first_result(tmp_path) -> None:
+    path = tmp_path / "shared.sqlite3"
+    sinks = [SQLiteSink(path) for _ in range(8)]
+    await asyncio.gather(*(sink.put(f"{i:032x}", b'{"v":1}') for i, sink in enumerate(sinks)))
+    assert [await sinks[0].get(f"{i:032x}") for i in range(8)] == [b'{"v":1}'] * 8
+
+
+async def test_a_lock_held_by_another_process_is_waited_out(tmp_path) -> None:
+    path = tmp_path / "busy.sqlite3"
+    with sqlite3.connect(path) as setup:
+        setup.execute("CREATE TABLE results (session_id TEXT PRIMARY KEY, result BLOB NOT NULL, created_at TEXT NOT NULL)")
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN")
+    holder.execute("SELECT count(*) FROM results").fetchone()
+    release = threading.Timer(0.5, holder.close)
+    release.start()
+    try:
+        await SQLiteSink(path, timeout_s=3.0).put("a" * 32, b'{"v":1}')
+    finally:
+        release.join()
+    assert await SQLiteSink(path).get("a" * 32) == b'{"v":1}'
