@@ -106,9 +106,7 @@ class Hub:
             for sid, session_events in (await self._in_session_order(events)).items():
                 for event in session_events:
                     for queue in tuple(self.subscribers.get(sid, ())):
-                        if queue.full():
-                            queue.get_nowait()
-                        queue.put_nowait(event)
+                        _offer(queue, event)
 
     async def _in_session_order(self, events: list[Event]) -> dict[str, list[Event]]:
         """The watched sessions' new events, read from their own streams in one round trip."""
@@ -129,13 +127,21 @@ class Hub:
         return ordered
 
 
+def _offer(queue: "asyncio.Queue[Event | None]", item: Event | None) -> None:
+    """Queue without ever blocking the hub: a client too slow to keep up loses its oldest event
+    (it can resume from ``last_event_id``), and the disconnect marker always gets in."""
+    if queue.full():
+        queue.get_nowait()
+    queue.put_nowait(item)
+
+
 async def _until_disconnect(ws: WebSocket, queue: "asyncio.Queue[Event | None]") -> None:
     """Read (and ignore) client messages so a disconnect is noticed; then wake the sender."""
     try:
         while (await ws.receive()).get("type") != "websocket.disconnect":
             pass
     finally:
-        queue.put_nowait(None)
+        _offer(queue, None)
 
 
 def _before(entry_id: str) -> str:
