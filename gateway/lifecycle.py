@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import time
 
 from gateway.config import GatewayConfig, ResultStore
@@ -12,7 +10,6 @@ from schemas.api import ErasureReceipt
 from schemas.events import EventType
 from streams import keys
 from streams.audit import audit
-from streams.chunks import ChunkMissing, iter_chunks
 from streams.connection import Redis
 from streams.events import publish
 from streams.jobs import enqueue
@@ -22,18 +19,13 @@ from streams.sessions import State, expected_chunks, missing_chunks, set_state
 UPLOADABLE = frozenset({State.CREATED, State.UPLOADING})
 
 
-async def sha256_of(r: Redis, cfg: GatewayConfig, sid: str) -> str:
-    digest = hashlib.sha256()
-    async for chunk in iter_chunks(r, cfg.stream, sid):
-        await asyncio.to_thread(digest.update, chunk)
-    return digest.hexdigest()
-
-
 async def complete_upload(r: Redis, cfg: GatewayConfig, sid: str, meta: dict[str, str], *, chunks: int | None = None,
                           sha256: str | None = None) -> str:
     """Check that every byte is there, then queue the session for the decoders; returns its state.
 
     ``chunks`` is the client's own count (the chunk API sends it; tus has none to send).
+    A declared ``sha256`` is kept in the meta and checked by the decoder, which reads every chunk
+    anyway: hashing here would be a second pass over the upload on the way to the result.
     A session already past uploading is left as it is: completing twice is harmless.
     """
     if meta["state"] not in UPLOADABLE:
@@ -52,18 +44,8 @@ async def complete_upload(r: Redis, cfg: GatewayConfig, sid: str, meta: dict[str
         message = f"declared {size} bytes in {count} chunks, got {meta['bytes']} bytes and complete(chunks={chunks})"
         await fail_session(r, cfg.stream, sid, "size_mismatch", message)
         raise ApiError(422, "size_mismatch", message)
-    if sha256:
-        try:
-            actual = await sha256_of(r, cfg, sid)
-        except ChunkMissing:
-            message = "chunks expired before completion; upload again"
-            await fail_session(r, cfg.stream, sid, "media_expired", message, retryable=True)
-            raise ApiError(410, "media_expired", message) from None
-        if actual != sha256.lower():
-            message = "the SHA-256 of the received bytes does not match the one declared"
-            await fail_session(r, cfg.stream, sid, "checksum_mismatch", message)
-            raise ApiError(422, "checksum_mismatch", message)
-    await set_state(r, cfg.stream, sid, State.QUEUED, uploaded_at=time.time())
+    checksum = {"sha256": sha256.lower()} if sha256 else {}
+    await set_state(r, cfg.stream, sid, State.QUEUED, uploaded_at=time.time(), **checksum)
     await enqueue(r, cfg.stream, keys.JOBS, sid)
     await publish(r, cfg.stream, sid, EventType.UPLOAD_COMPLETE, {"size": size, "chunks": count})
     await audit(r, cfg.stream, "upload_complete", sid, size=size, chunks=count)

@@ -42,7 +42,7 @@ ERRORS = {
     412: f"Tus-Resumable is not {TUS_VERSION}",
     413: "Too large (video, chunk or body)",
     415: "Wrong Content-Type",
-    422: "Body does not validate, or size/checksum mismatch",
+    422: "Body does not validate, or the chunk count or size does not match the upload",
     423: "Another request is writing this tus upload",
     429: "Too many active sessions; retry after Retry-After seconds",
     460: "Upload-Checksum does not match the body (nothing was stored)",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
-from collections.abc import Callable
+from typing import BinaryIO
 
 from processors.config import WorkerConfig
-from processors.decode import DecodeError, DecodedMedia, decode_media
-from processors.media_reader import ChunkReader
+from processors.decode import DecodedMedia, DecodeError, DecodeLimits, decode_media
+from processors.media_reader import ChunkReader, OrderedDigest
 from schemas.errors import ErrorCode
 from schemas.events import EventType
 from streams import keys
@@ -21,33 +22,110 @@ from streams.events import publish
 from streams.jobs import Job, enqueue
 from streams.lifecycle import fail_session, pending_meta
 from streams.media import delete_media, store_media
-from streams.sessions import State, chunk_map, is_erased, set_state, update_meta
+from streams.sessions import (
+    State,
+    chunk_map,
+    expected_chunks,
+    is_erased,
+    set_state,
+    update_meta,
+)
 
 FETCH_TIMEOUT_S = 30.0
+READ_AHEAD = 2
+"""Chunks fetched ahead of a front-to-back reader, so Redis reads and decryption overlap decoding."""
 
 
 class Aborted(Exception):
     """The decode was told to stop (timeout or erasure) while it was reading chunks."""
 
 
-def chunk_fetcher(r: Redis, cfg: WorkerConfig, sid: str, meta: dict[str, str], loop: asyncio.AbstractEventLoop,
-                  abort: threading.Event) -> tuple[Callable[[int], bytes], list[BaseException]]:
-    """A blocking ``fetch(index)`` for the decode thread, served by the event loop's Redis client."""
-    entries = chunk_map(meta)
-    failures: list[BaseException] = []
+class ChecksumMismatch(Exception):
+    """The uploaded bytes do not hash to the SHA-256 the client declared at completion."""
 
-    def fetch(index: int) -> bytes:
-        if abort.is_set():
-            failures.append(Aborted())
-            raise failures[-1]
+
+class ChunkFetcher:
+    """A blocking ``fetch(index)`` for the decode thread, served by the event loop's Redis client.
+
+    Sequential reads (the audio pass, a streamable container) are read ahead by ``READ_AHEAD``
+    chunks; every chunk fetched in order feeds the SHA-256 the client declared, so checking it needs
+    no second pass. Failures are recorded so the job can tell an expired chunk from a bad file.
+    """
+
+    def __init__(self, r: Redis, cfg: WorkerConfig, sid: str, entries: dict[int, tuple[str, int]], count: int,
+                 loop: asyncio.AbstractEventLoop, abort: threading.Event) -> None:
+        self.failures: list[BaseException] = []
+        self.digest = OrderedDigest(count)
+        self._r, self._cfg, self._sid, self._loop, self._abort = r, cfg, sid, loop, abort
+        self._entries = entries
+        self._count = count
+        self._ahead: dict[int, concurrent.futures.Future[bytes]] = {}
+        self._last = -1
+
+    def __call__(self, index: int) -> bytes:
         try:
-            future = asyncio.run_coroutine_threadsafe(read_chunk(r, cfg.stream, sid, index, entries[index][0]), loop)
-            return future.result(FETCH_TIMEOUT_S)
+            if self._abort.is_set():
+                raise Aborted()
+            future = self._ahead.pop(index, None) or self._request(index)
+            sequential = index == self._last + 1
+            self._last = index
+            for stale in [i for i in self._ahead if not index < i <= index + READ_AHEAD]:
+                self._ahead.pop(stale).cancel()
+            if sequential:
+                for ahead in range(index + 1, min(index + 1 + READ_AHEAD, self._count)):
+                    if ahead not in self._ahead and ahead in self._entries:
+                        self._ahead[ahead] = self._request(ahead)
+            data = future.result(FETCH_TIMEOUT_S)
         except BaseException as exc:
-            failures.append(exc)
+            self.failures.append(exc)
             raise
+        self.digest.offer(index, data)
+        return data
 
-    return fetch, failures
+    def sha256(self) -> str:
+        """The SHA-256 of the whole upload, fetching only the chunks not yet read in order."""
+        return self.digest.hexdigest(self)
+
+    def close(self) -> None:
+        for future in self._ahead.values():
+            future.cancel()
+        self._ahead.clear()
+
+    def _request(self, index: int) -> concurrent.futures.Future[bytes]:
+        if index not in self._entries:
+            raise ChunkMissing(f"chunk {index} of the session is not stored")
+        read = read_chunk(self._r, self._cfg.stream, self._sid, index, self._entries[index][0])
+        return asyncio.run_coroutine_threadsafe(read, self._loop)
+
+
+def decode_checked(reader: BinaryIO, fetcher: ChunkFetcher, limits: DecodeLimits, sha256: str | None) -> DecodedMedia:
+    """Decode, then check the declared SHA-256; a mismatch outranks a decode error (a damaged transfer)."""
+    try:
+        media = decode_media(reader, limits)
+    except DecodeError:
+        if sha256 and fetcher.sha256() != sha256:
+            raise ChecksumMismatch() from None
+        raise
+    if sha256 and fetcher.sha256() != sha256:
+        raise ChecksumMismatch()
+    return media
+
+
+async def fail_decode(r: Redis, cfg: WorkerConfig, sid: str, exc: BaseException, failures: list[BaseException]) -> None:
+    """Tell the client why the decode stopped; an unexpected fetch failure is re-raised so the job is retried."""
+    if isinstance(exc, ChecksumMismatch):
+        await fail_session(r, cfg.stream, sid, ErrorCode.CHECKSUM_MISMATCH,
+                           "the SHA-256 of the received bytes does not match the one declared")
+    elif isinstance(exc, ChunkMissing) or any(isinstance(f, ChunkMissing) for f in failures):
+        await fail_session(r, cfg.stream, sid, ErrorCode.MEDIA_EXPIRED,
+                           "the uploaded chunks expired or were lost before decoding; upload again", retryable=True)
+    elif isinstance(exc, SealError) or any(isinstance(f, SealError) for f in failures):
+        await fail_session(r, cfg.stream, sid, ErrorCode.MEDIA_UNREADABLE,
+                           "a stored chunk failed its integrity check; upload again", retryable=True)
+    elif failures and not any(isinstance(f, Aborted) for f in failures):
+        raise failures[0] from exc
+    elif isinstance(exc, DecodeError):
+        await fail_session(r, cfg.stream, sid, exc.code, exc.message)
 
 
 async def decode_job(r: Redis, cfg: WorkerConfig, job: Job) -> None:
@@ -61,29 +139,23 @@ async def decode_job(r: Redis, cfg: WorkerConfig, job: Job) -> None:
     await audit(r, cfg.stream, "media_access", sid, stage="decode", consumer=cfg.consumer)
 
     abort = threading.Event()
-    fetch, failures = chunk_fetcher(r, cfg, sid, meta, asyncio.get_running_loop(), abort)
-    reader = ChunkReader(int(meta["size"]), int(meta["chunk_size"]), fetch)
+    size, chunk_size = int(meta["size"]), int(meta["chunk_size"])
+    fetcher = ChunkFetcher(r, cfg, sid, chunk_map(meta), expected_chunks(size, chunk_size), asyncio.get_running_loop(), abort)
+    reader = ChunkReader(size, chunk_size, fetcher)
     budget = cfg.processing_timeout_s - (started - float(meta.get("processing_started_at", started)))
     try:
-        media: DecodedMedia = await asyncio.wait_for(asyncio.to_thread(decode_media, reader, cfg.limits), budget)
-    except asyncio.TimeoutError:
+        media: DecodedMedia = await asyncio.wait_for(
+            asyncio.to_thread(decode_checked, reader, fetcher, cfg.limits, meta.get("sha256")), budget)
+    except TimeoutError:
         abort.set()
         await fail_session(r, cfg.stream, sid, ErrorCode.PROCESSING_TIMEOUT,
                            f"decoding took longer than {cfg.processing_timeout_s:.0f} s", retryable=True)
         return
-    except DecodeError as exc:
-        if any(isinstance(f, ChunkMissing) for f in failures):
-            await fail_session(r, cfg.stream, sid, ErrorCode.MEDIA_EXPIRED,
-                               "the uploaded chunks expired or were lost before decoding; upload again", retryable=True)
-        elif any(isinstance(f, SealError) for f in failures):
-            await fail_session(r, cfg.stream, sid, ErrorCode.MEDIA_UNREADABLE,
-                               "a stored chunk failed its integrity check; upload again", retryable=True)
-        elif failures and not any(isinstance(f, Aborted) for f in failures):
-            raise failures[0] from exc
-        else:
-            await fail_session(r, cfg.stream, sid, exc.code, exc.message)
+    except (DecodeError, ChecksumMismatch, ChunkMissing, SealError) as exc:
+        await fail_decode(r, cfg, sid, exc, fetcher.failures)
         return
     finally:
+        fetcher.close()
         reader.close()
 
     if await is_erased(r, sid):

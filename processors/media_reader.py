@@ -1,13 +1,17 @@
-"""A seekable, read-only file over fixed-size chunks, so a large upload is never assembled in memory.
+"""Read-only files over fixed-size chunks, so a large upload is never assembled in memory.
 
-PyAV reads and seeks through it like a file; only the chunks around the current read position are
-held (a small LRU), fetched on demand by ``fetch(index)``, which may block: it runs on the decode
-thread. Chunk copies are zeroed when evicted and on ``close()`` so media bytes do not linger in
-freed memory longer than needed.
+``ChunkReader`` is seekable: PyAV reads and seeks through it like a file; only the chunks around
+the current read position are held (a small LRU), fetched on demand by ``fetch(index)``, which may
+block: it runs on the decode thread. ``ArrivingReader`` is forward-only, for decoding an upload
+while its chunks are still arriving: ``fetch(index)`` blocks until that chunk is there. Chunk
+copies are zeroed when evicted and on ``close()`` so media bytes do not linger in freed memory
+longer than needed. ``OrderedDigest`` hashes chunks as a reader happens to fetch them, so checking
+a declared SHA-256 costs no second pass over the upload.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections import OrderedDict
 from collections.abc import Callable
@@ -99,3 +103,75 @@ class ChunkReader(io.RawIOBase):
         if self.closed:
             raise ValueError("I/O operation on closed ChunkReader")
 
+
+
+class ArrivingReader(io.RawIOBase):
+    """Forward-only reads over ``size`` bytes of chunks fetched in index order, each once.
+
+    Not seekable on purpose: PyAV then demuxes a streamable container (WebM, fragmented MP4,
+    MPEG-TS) front to back without looking for an index at the end that has not arrived yet.
+    """
+
+    def __init__(self, size: int, chunk_size: int, fetch: Callable[[int], bytes]) -> None:
+        super().__init__()
+        if size < 0 or chunk_size <= 0:
+            raise ValueError("size must be >= 0 and chunk_size > 0")
+        self.size = size
+        self.chunk_size = chunk_size
+        self.position = 0
+        self._fetch = fetch
+        self._index = -1
+        self._chunk = bytearray()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        """Fill ``buffer`` from the current chunk, fetching (and waiting for) the next one when it runs out."""
+        if self.closed:
+            raise ValueError("I/O operation on closed ArrivingReader")
+        if self.position >= self.size:
+            return 0
+        index, offset = divmod(self.position, self.chunk_size)
+        if index != self._index:
+            wipe(self._chunk)
+            self._chunk = bytearray(self._fetch(index))
+            self._index = index
+            expected = min(self.chunk_size, self.size - index * self.chunk_size)
+            if len(self._chunk) != expected:
+                raise OSError(f"chunk {index} has {len(self._chunk)} bytes, expected {expected}")
+        out = memoryview(buffer).cast("B")
+        count = min(len(out), len(self._chunk) - offset)
+        out[:count] = self._chunk[offset : offset + count]
+        self.position += count
+        return count
+
+    def close(self) -> None:
+        wipe(self._chunk)
+        super().close()
+
+
+class OrderedDigest:
+    """SHA-256 of ``count`` chunks that a reader fetches in whatever order it needs them.
+
+    A chunk is hashed when it is the next one in order and skipped otherwise; ``hexdigest`` fetches
+    only the chunks the reader never reached in order (none for a front-to-back pass).
+    """
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.next = 0
+        self._hash = hashlib.sha256()
+
+    def offer(self, index: int, data: bytes | bytearray) -> None:
+        if index == self.next:
+            self._hash.update(data)
+            self.next += 1
+
+    def hexdigest(self, fetch: Callable[[int], bytes]) -> str:
+        while self.next < self.count:
+            self.offer(self.next, fetch(self.next))
+        return self._hash.hexdigest()

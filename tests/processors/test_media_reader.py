@@ -1,7 +1,9 @@
-"""ChunkReader: a seekable file over chunks that behaves like BytesIO and never holds the whole upload."""
+"""Files over chunks: ChunkReader seeks like BytesIO, ArrivingReader reads forward as chunks arrive,
+OrderedDigest hashes whatever order they are read in; none holds the whole upload."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 from typing import Any
 
@@ -10,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processors.decode import DecodeError, decode_media
-from processors.media_reader import ChunkReader
+from processors.media_reader import ArrivingReader, ChunkReader, OrderedDigest
 from tests.support.videos import make_video
 
 
@@ -132,3 +134,49 @@ def test_a_failing_fetch_becomes_a_decode_error_carrying_the_cause() -> None:
         decode_media(ChunkReader(len(data), 4096, fetch))
     assert caught.value.code == "decode_failed"
     assert isinstance(caught.value.__cause__, Expired)
+
+
+@given(st.binary(max_size=5000), st.integers(1, 700), st.integers(1, 900))
+def test_an_arriving_reader_reads_the_bytes_in_order_fetching_each_chunk_once(data: bytes, chunk_size: int, read_size: int) -> None:
+    fetched: list[int] = []
+
+    def fetch(index: int) -> bytes:
+        fetched.append(index)
+        return data[index * chunk_size : (index + 1) * chunk_size]
+
+    reader = ArrivingReader(len(data), chunk_size, fetch)
+    out = b"".join(iter(lambda: reader.read(read_size), b""))
+    assert out == data and not reader.seekable()
+    assert fetched == list(range(-(-len(data) // chunk_size)))
+
+
+def test_an_arriving_reader_refuses_a_chunk_of_the_wrong_length() -> None:
+    reader = ArrivingReader(1000, 100, lambda i: bytes(99))
+    with pytest.raises(OSError, match="expected 100"):
+        reader.read(50)
+
+
+@given(st.binary(max_size=3000), st.integers(1, 500), st.permutations(range(8)))
+def test_an_ordered_digest_hashes_the_whole_upload_whatever_the_read_order(data: bytes, chunk_size: int, order: list[int]) -> None:
+    count = max(1, -(-len(data) // chunk_size))
+    digest = OrderedDigest(count)
+    fetched: list[int] = []
+
+    def fetch(index: int) -> bytes:
+        fetched.append(index)
+        return data[index * chunk_size : (index + 1) * chunk_size]
+
+    for index in [i for i in order if i < count]:
+        digest.offer(index, fetch(index))
+    before = len(fetched)
+    assert digest.hexdigest(fetch) == hashlib.sha256(data).hexdigest()
+    assert len(fetched) - before == count - min(count, _in_order_prefix([i for i in order if i < count]))
+
+
+def _in_order_prefix(order: list[int]) -> int:
+    """How many chunks an in-order hasher took from reads in ``order`` (0, 1, 2... as they came)."""
+    taken = 0
+    for index in order:
+        if index == taken:
+            taken += 1
+    return taken
