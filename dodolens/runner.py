@@ -13,7 +13,7 @@ from dodolens.settings import Settings
 from gateway.app import create_app
 from processors.analysis import analyze_job
 from processors.config import WorkerConfig
-from processors.decoder import decode_job
+from processors.decoder import decode_job, follow_job
 from processors.sinks import ResultSink, open_sink
 from processors.sweeper import run_sweeper
 from processors.worker import run_group
@@ -41,9 +41,14 @@ async def run_workers(r: Redis, cfg: WorkerConfig, sink: ResultSink, stop: async
     """The decoder and analyzer consumer groups, side by side, until ``stop`` is set."""
     common = dict(consumer=cfg.consumer, claim_idle_ms=cfg.claim_idle_ms, max_deliveries=cfg.max_deliveries,
                   block_ms=cfg.block_ms, stop=stop)
+    followers = [
+        run_group(r, cfg.stream, stream=keys.FOLLOW, group=keys.FOLLOWERS, concurrency=cfg.follow_concurrency,
+                  handler=lambda job: follow_job(r, cfg, job), **common),
+    ] if cfg.follow_concurrency > 0 else []
     await asyncio.gather(
         run_group(r, cfg.stream, stream=keys.JOBS, group=keys.DECODERS, concurrency=cfg.decode_concurrency,
                   handler=lambda job: decode_job(r, cfg, job), **common),
+        *followers,
         run_group(r, cfg.stream, stream=keys.ANALYZE, group=keys.ANALYZERS, concurrency=cfg.analyze_concurrency,
                   handler=lambda job: analyze_job(r, cfg, sink, job), **common),
         run_sweeper(r, cfg.stream, cfg.sweep_interval_s, stop),

@@ -69,6 +69,8 @@ class Settings:
     max_deliveries: int = 3
     processing_timeout_s: float = 300.0
     decode_concurrency: int = 2
+    follow_concurrency: int = 8
+    follow_idle_s: float = 60.0
     claim_idle_ms: int = 30_000
     sweep_interval_s: float = 60.0
     analytics_days: int = 30
@@ -112,6 +114,8 @@ class Settings:
             max_deliveries=int(get("MAX_DELIVERIES", d.max_deliveries)),
             processing_timeout_s=float(get("PROCESSING_TIMEOUT", d.processing_timeout_s)),
             decode_concurrency=int(get("DECODE_CONCURRENCY", d.decode_concurrency)),
+            follow_concurrency=int(get("FOLLOW_CONCURRENCY", d.follow_concurrency)),
+            follow_idle_s=float(get("FOLLOW_IDLE", d.follow_idle_s)),
             claim_idle_ms=int(get("CLAIM_IDLE_MS", d.claim_idle_ms)),
             sweep_interval_s=float(get("SWEEP_INTERVAL", d.sweep_interval_s)),
             analytics_days=int(get("ANALYTICS_DAYS", d.analytics_days)),
@@ -156,6 +160,8 @@ class Settings:
             ),
             limits=DecodeLimits(frame_count=self.frames),
             decode_concurrency=self.decode_concurrency,
+            follow_concurrency=self.follow_concurrency,
+            follow_idle_s=self.follow_idle_s,
             max_deliveries=self.max_deliveries,
             processing_timeout_s=self.processing_timeout_s,
             claim_idle_ms=self.claim_idle_ms,

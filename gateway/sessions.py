@@ -17,11 +17,13 @@ from gateway.lifecycle import UPLOADABLE, complete_upload, erase_upload
 from schemas.api import Accepted, ChunkStored, Complete, CreateSession, SessionCreated, SessionStatus
 from schemas.events import EventType
 from schemas.result import decode_result
+from streams import keys
 from streams.audit import audit
 from streams.chunks import append_chunk
 from streams.connection import Redis
 from streams.crypto import wipe
 from streams.events import publish
+from streams.jobs import enqueue
 from streams.sessions import (
     State,
     active_sessions,
@@ -109,6 +111,7 @@ async def create(request: Request) -> Response:
     count = expected_chunks(body.size, cfg.stream.chunk_size)
     await publish(r, cfg.stream, sid, EventType.SESSION_CREATED, {"size": body.size, "chunks": count})
     await audit(r, cfg.stream, "session_created", sid, size=body.size)
+    await enqueue(r, cfg.stream, keys.FOLLOW, sid)
     out = SessionCreated(session_id=sid, token=token, chunk_size=cfg.stream.chunk_size, max_chunks=count, expires_at=expires)
     return json_response(out, 201)
 

@@ -24,6 +24,8 @@ class WorkerConfig:
     limits: DecodeLimits = field(default_factory=DecodeLimits)
     consumer: str = field(default_factory=default_consumer)
     decode_concurrency: int = 2
+    follow_concurrency: int = 8
+    follow_idle_s: float = 60.0
     analyze_concurrency: int = 4
     claim_idle_ms: int = 30_000
     max_deliveries: int = 3

@@ -1,64 +1,88 @@
-"""Decoder job: chunks (random access, never assembled) -> PyAV -> frames + audio in Redis."""
+"""Decoder jobs: chunks (never assembled) -> PyAV -> frames + audio in Redis.
+
+Two jobs can decode a session and exactly one does (``claim_decode``): the follow job, started
+when the upload begins, decodes a streamable container while chunks arrive; the decode job,
+queued at completion, does a seeking decode of the stored chunks (an MP4 with its index at the
+end, or whatever the follow job gave back).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import logging
 import threading
 import time
-from typing import BinaryIO
+from collections.abc import Awaitable, Callable
+from typing import BinaryIO, TypeVar
 
 from processors.config import WorkerConfig
 from processors.decode import DecodedMedia, DecodeError, DecodeLimits, decode_media
-from processors.media_reader import ChunkReader, OrderedDigest
+from processors.media_reader import ArrivingReader, ChunkReader, OrderedDigest
+from processors.progressive import TooFewKeyframes, decode_arriving, streamable
 from schemas.errors import ErrorCode
 from schemas.events import EventType
 from streams import keys
 from streams.audit import audit
 from streams.chunks import ChunkMissing, read_chunk
-from streams.connection import Redis
+from streams.connection import RETRYABLE, Redis
 from streams.crypto import SealError
 from streams.events import publish
-from streams.jobs import Job, enqueue
+from streams.jobs import Job, enqueue, touch
 from streams.lifecycle import fail_session, pending_meta
 from streams.media import delete_media, store_media
 from streams.sessions import (
+    CHUNK_FIELD,
     State,
     chunk_map,
+    claim_decode,
     expected_chunks,
+    get_meta,
     is_erased,
+    release_decode,
     set_state,
     update_meta,
 )
 
+log = logging.getLogger("dodolens.decoder")
+T = TypeVar("T")
+
 FETCH_TIMEOUT_S = 30.0
 READ_AHEAD = 2
 """Chunks fetched ahead of a front-to-back reader, so Redis reads and decryption overlap decoding."""
+POLL_MAX_S = 0.05
+"""Longest pause between two looks for a chunk that has not arrived yet."""
 
 
 class Aborted(Exception):
-    """The decode was told to stop (timeout or erasure) while it was reading chunks."""
+    """The decode was told to stop (timeout, erasure, failure) while it was reading chunks."""
+
+
+class Stalled(Exception):
+    """The upload a follow job was decoding stopped sending chunks for ``follow_idle_s``."""
 
 
 class ChecksumMismatch(Exception):
     """The uploaded bytes do not hash to the SHA-256 the client declared at completion."""
 
 
+ReadChunk = Callable[[int], Awaitable[bytes]]
+
+
 class ChunkFetcher:
-    """A blocking ``fetch(index)`` for the decode thread, served by the event loop's Redis client.
+    """A blocking ``fetch(index)`` for the decode thread, served by ``read`` on the event loop.
 
     Sequential reads (the audio pass, a streamable container) are read ahead by ``READ_AHEAD``
     chunks; every chunk fetched in order feeds the SHA-256 the client declared, so checking it needs
     no second pass. Failures are recorded so the job can tell an expired chunk from a bad file.
     """
 
-    def __init__(self, r: Redis, cfg: WorkerConfig, sid: str, entries: dict[int, tuple[str, int]], count: int,
-                 loop: asyncio.AbstractEventLoop, abort: threading.Event) -> None:
+    def __init__(self, read: ReadChunk, count: int, loop: asyncio.AbstractEventLoop, abort: threading.Event,
+                 timeout_s: float = FETCH_TIMEOUT_S) -> None:
         self.failures: list[BaseException] = []
         self.digest = OrderedDigest(count)
-        self._r, self._cfg, self._sid, self._loop, self._abort = r, cfg, sid, loop, abort
-        self._entries = entries
-        self._count = count
+        self._read, self._count, self._loop, self._abort, self._timeout_s = read, count, loop, abort, timeout_s
         self._ahead: dict[int, concurrent.futures.Future[bytes]] = {}
         self._last = -1
 
@@ -73,9 +97,8 @@ class ChunkFetcher:
                 self._ahead.pop(stale).cancel()
             if sequential:
                 for ahead in range(index + 1, min(index + 1 + READ_AHEAD, self._count)):
-                    if ahead not in self._ahead and ahead in self._entries:
-                        self._ahead[ahead] = self._request(ahead)
-            data = future.result(FETCH_TIMEOUT_S)
+                    self._ahead.setdefault(ahead, self._request(ahead))
+            data = future.result(self._timeout_s)
         except BaseException as exc:
             self.failures.append(exc)
             raise
@@ -92,10 +115,47 @@ class ChunkFetcher:
         self._ahead.clear()
 
     def _request(self, index: int) -> concurrent.futures.Future[bytes]:
-        if index not in self._entries:
+        return asyncio.run_coroutine_threadsafe(self._read(index), self._loop)
+
+
+def stored_chunks(r: Redis, cfg: WorkerConfig, sid: str, meta: dict[str, str]) -> ReadChunk:
+    """Read a chunk the meta says is stored (an upload that is complete)."""
+    entries = chunk_map(meta)
+
+    async def read(index: int) -> bytes:
+        if index not in entries:
             raise ChunkMissing(f"chunk {index} of the session is not stored")
-        read = read_chunk(self._r, self._cfg.stream, self._sid, index, self._entries[index][0])
-        return asyncio.run_coroutine_threadsafe(read, self._loop)
+        return await read_chunk(r, cfg.stream, sid, index, entries[index][0])
+
+    return read
+
+
+def arriving_chunks(r: Redis, cfg: WorkerConfig, sid: str, abort: threading.Event) -> ReadChunk:
+    """Read a chunk, waiting for it to arrive; gives up after ``follow_idle_s`` without it.
+
+    The session's state is read with the chunk's entry, so a failed, erased or expired session
+    stops the wait at once.
+    """
+
+    async def read(index: int) -> bytes:
+        waited, pause = 0.0, 0.002
+        while True:
+            if abort.is_set():
+                raise Aborted()
+            state, entry = await r.hmget(keys.meta(sid), ["state", f"{CHUNK_FIELD}{index}"])
+            if state is None:
+                raise ChunkMissing("the session is gone (expired or erased)")
+            if state.decode() == State.FAILED:
+                raise Aborted()
+            if entry is not None:
+                return await read_chunk(r, cfg.stream, sid, index, entry.decode().rpartition(":")[0])
+            if waited >= cfg.follow_idle_s:
+                raise Stalled(f"no chunk {index} for {cfg.follow_idle_s:.0f} s")
+            await asyncio.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, POLL_MAX_S)
+
+    return read
 
 
 def decode_checked(reader: BinaryIO, fetcher: ChunkFetcher, limits: DecodeLimits, sha256: str | None) -> DecodedMedia:
@@ -128,19 +188,29 @@ async def fail_decode(r: Redis, cfg: WorkerConfig, sid: str, exc: BaseException,
         await fail_session(r, cfg.stream, sid, exc.code, exc.message)
 
 
-async def decode_job(r: Redis, cfg: WorkerConfig, job: Job) -> None:
-    sid = job.session_id
-    meta = await pending_meta(r, sid)
-    if meta is None:
-        return
-    started = time.time()
+async def start_processing(r: Redis, cfg: WorkerConfig, sid: str, meta: dict[str, str], started: float) -> None:
     await set_state(r, cfg.stream, sid, State.PROCESSING, processing_started_at=meta.get("processing_started_at", started))
     await publish(r, cfg.stream, sid, EventType.PROCESSING_STARTED, {"stage": "decode"})
     await audit(r, cfg.stream, "media_access", sid, stage="decode", consumer=cfg.consumer)
 
+
+async def decode_job(r: Redis, cfg: WorkerConfig, job: Job) -> None:
+    """Decode a completed upload, unless the job that followed its upload already has it."""
+    sid = job.session_id
+    meta = await pending_meta(r, sid)
+    if meta is None or not await claim_decode(r, sid, job.entry_id):
+        return
+    started = time.time()
+    await start_processing(r, cfg, sid, meta, started)
+    await decode_stored(r, cfg, sid, meta, started)
+
+
+async def decode_stored(r: Redis, cfg: WorkerConfig, sid: str, meta: dict[str, str], started: float) -> None:
+    """The seeking decode over the stored chunks, within what is left of the processing time bound."""
     abort = threading.Event()
     size, chunk_size = int(meta["size"]), int(meta["chunk_size"])
-    fetcher = ChunkFetcher(r, cfg, sid, chunk_map(meta), expected_chunks(size, chunk_size), asyncio.get_running_loop(), abort)
+    loop = asyncio.get_running_loop()
+    fetcher = ChunkFetcher(stored_chunks(r, cfg, sid, meta), expected_chunks(size, chunk_size), loop, abort)
     reader = ChunkReader(size, chunk_size, fetcher)
     budget = cfg.processing_timeout_s - (started - float(meta.get("processing_started_at", started)))
     try:
@@ -157,7 +227,11 @@ async def decode_job(r: Redis, cfg: WorkerConfig, job: Job) -> None:
     finally:
         fetcher.close()
         reader.close()
+    await deliver(r, cfg, sid, media, started)
 
+
+async def deliver(r: Redis, cfg: WorkerConfig, sid: str, media: DecodedMedia, started: float, **facts: int) -> None:
+    """Frames and audio into Redis, chunks out, the session queued for analysis, the client told."""
     if await is_erased(r, sid):
         await delete_media(r, sid)
         return
@@ -166,7 +240,8 @@ async def decode_job(r: Redis, cfg: WorkerConfig, job: Job) -> None:
     await r.delete(keys.chunks(sid))
     await update_meta(r, cfg.stream, sid, duration=media.duration, width=media.width, height=media.height,
                       codec=media.video_codec, container=media.container, rotation=media.rotation,
-                      has_audio=int(media.audio_wav is not None), decode_s=round(decode_s, 3), decoded_at=time.time())
+                      has_audio=int(media.audio_wav is not None), decode_s=round(decode_s, 3), decoded_at=time.time(),
+                      **facts)
     await enqueue(r, cfg.stream, keys.ANALYZE, sid)
     await publish(r, cfg.stream, sid, EventType.FRAMES_EXTRACTED, {
         "frames": len(media.frames),
@@ -174,4 +249,140 @@ async def decode_job(r: Redis, cfg: WorkerConfig, job: Job) -> None:
         "duration": round(media.duration, 3),
         "audio": media.audio_wav is not None,
     })
-    await audit(r, cfg.stream, "decoded", sid, frames=len(media.frames), seconds=round(decode_s, 3))
+    await audit(r, cfg.stream, "decoded", sid, frames=len(media.frames), seconds=round(decode_s, 3), **facts)
+
+
+async def follow_job(r: Redis, cfg: WorkerConfig, job: Job) -> None:
+    """Decode a streamable upload while its chunks arrive, so frames are ready soon after the last one.
+
+    Read top to bottom: wait for the first chunk and look at it; an upload that cannot be decoded
+    front to back (MP4 with its index at the end) is left to the decode job queued at completion.
+    Otherwise claim the decode, decode forward as chunks arrive, wait for completion (the client's
+    chunk count and SHA-256), then deliver. Too few keyframes, or a container that fails front to
+    back, falls back to the seeking decode once the upload is complete; an upload that goes quiet
+    gives the decode back to the completion job.
+    """
+    sid = job.session_id
+    meta = await pending_meta(r, sid)
+    if meta is None:
+        return
+    if meta["state"] not in (State.CREATED, State.UPLOADING):
+        if meta.get("decoder") == job.entry_id:
+            started = time.time()
+            await start_processing(r, cfg, sid, meta, started)
+            await decode_stored(r, cfg, sid, meta, started)
+        return
+    abort = threading.Event()
+    read = arriving_chunks(r, cfg, sid, abort)
+    size, chunk_size = int(meta["size"]), int(meta["chunk_size"])
+    try:
+        first = await read(0)
+    except (Stalled, Aborted, ChunkMissing):
+        return
+    head = bytes(first[:512])
+    if not streamable(first[:65536]) or not await claim_decode(r, sid, job.entry_id):
+        return
+    keepalive = asyncio.create_task(_keep_pending(r, cfg, job))
+    try:
+        await _follow(r, cfg, sid, size, chunk_size, head, read, abort, job.entry_id)
+    finally:
+        abort.set()
+        keepalive.cancel()
+
+
+async def _follow(r: Redis, cfg: WorkerConfig, sid: str, size: int, chunk_size: int, head: bytes, read: ReadChunk,
+                  abort: threading.Event, owner: str) -> None:
+    count = expected_chunks(size, chunk_size)
+
+    noted = 0
+
+    async def read_noted(index: int) -> bytes:
+        """Also note in the meta how far the decode has read, for clients and operators to see."""
+        nonlocal noted
+        data = await read(index)
+        if index + 1 > noted:
+            noted = index + 1
+            await update_meta(r, cfg.stream, sid, followed=noted)
+        return data
+
+    fetcher = ChunkFetcher(read_noted, count, asyncio.get_running_loop(), abort, timeout_s=cfg.follow_idle_s + FETCH_TIMEOUT_S)
+    reader = ArrivingReader(size, chunk_size, fetcher)
+    media: DecodedMedia | None = None
+    problem: BaseException | None = None
+    try:
+        media = await in_own_thread(decode_arriving, reader, head, cfg.limits)
+    except (Stalled, Aborted, ChunkMissing, SealError) as exc:
+        problem = exc
+    except (DecodeError, TooFewKeyframes, OSError, ValueError) as exc:
+        log.info("decoding %s front to back fell back to the seeking decode: %s", sid, exc)
+    finally:
+        fetcher.close()
+        reader.close()
+    stalled = isinstance(problem, Stalled) or any(isinstance(f, Stalled) for f in fetcher.failures)
+    if stalled and await release_decode(r, sid, owner):
+        return
+    meta = await _completed_meta(r, cfg, sid, abort)
+    if meta is None:
+        if await release_decode(r, sid, owner):
+            return
+        meta = await pending_meta(r, sid)
+        if meta is None:
+            return
+    started = time.time()
+    await start_processing(r, cfg, sid, meta, started)
+    if media is None or problem is not None:
+        await decode_stored(r, cfg, sid, meta, started)
+        return
+    declared = meta.get("sha256")
+    if declared and fetcher.digest.next == count and fetcher.sha256() != declared:
+        await fail_decode(r, cfg, sid, ChecksumMismatch(), [])
+        return
+    await deliver(r, cfg, sid, media, started, followed=count)
+
+
+async def _completed_meta(r: Redis, cfg: WorkerConfig, sid: str, abort: threading.Event) -> dict[str, str] | None:
+    """The meta once complete has queued the session; None if the upload goes quiet or the session ends."""
+    waited = 0.0
+    while waited < cfg.follow_idle_s and not abort.is_set():
+        meta = await get_meta(r, sid)
+        if meta is None or meta["state"] == State.FAILED:
+            return None
+        if meta["state"] not in (State.CREATED, State.UPLOADING):
+            return meta
+        await asyncio.sleep(0.01)
+        waited += 0.01
+    return None
+
+
+async def _keep_pending(r: Redis, cfg: WorkerConfig, job: Job) -> None:
+    """Keep a long follow job's entry from looking stale to other workers' XAUTOCLAIM."""
+    while True:
+        await asyncio.sleep(cfg.claim_idle_ms / 3000)
+        with contextlib.suppress(*RETRYABLE):
+            await touch(r, job.stream, keys.GROUPS[job.stream], cfg.consumer, job.entry_id)
+
+
+async def in_own_thread(fn: Callable[..., T], *args: object) -> T:
+    """Run ``fn`` on a thread of its own: a follow decode blocks for as long as the upload lasts and
+    must not hold one of the default executor's few threads (the gateway seals chunks there)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, exc: BaseException | None) -> None:
+        if future.done():
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task, which re-raises it
+            loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=run, name="dodolens-follow", daemon=True).start()
+    return await future

@@ -53,6 +53,11 @@ async def claim_stale(r: Redis, stream: str, group: str, consumer: str, min_idle
     return [_job(stream, entry_id, fields) for entry_id, fields in rows if fields]
 
 
+async def touch(r: Redis, stream: str, group: str, consumer: str, entry_id: str) -> None:
+    """Reset a pending entry's idle time: a long job still running is not stale."""
+    await r.xclaim(stream, group, consumer, min_idle_time=0, message_ids=[entry_id], justid=True)
+
+
 async def deliveries(r: Redis, stream: str, group: str, entry_id: str) -> int:
     rows = await r.xpending_range(stream, group, min=entry_id, max=entry_id, count=1)
     return int(rows[0]["times_delivered"]) if rows else 0

@@ -9,6 +9,8 @@ from __future__ import annotations
 PREFIX = "dodo"
 
 JOBS = f"{PREFIX}:jobs"
+FOLLOW = f"{PREFIX}:follow"
+"""Sessions whose upload has begun: a worker may decode a streamable container while chunks arrive."""
 ANALYZE = f"{PREFIX}:analyze"
 EVENTS = f"{PREFIX}:events"
 ANALYTICS = f"{PREFIX}:analytics"
@@ -21,12 +23,13 @@ ERASED = f"{PREFIX}:erased"
 ALERTS = f"{PREFIX}:alerts"
 
 DECODERS = "decoders"
+FOLLOWERS = "followers"
 ANALYZERS = "analyzers"
 
-GROUPS: dict[str, str] = {JOBS: DECODERS, ANALYZE: ANALYZERS}
+GROUPS: dict[str, str] = {JOBS: DECODERS, FOLLOW: FOLLOWERS, ANALYZE: ANALYZERS}
 """Work stream -> its consumer group."""
 
-RESERVED = frozenset({JOBS, ANALYZE, EVENTS, ANALYTICS, AUDIT, DEAD, ACTIVE, ERASED, ALERTS})
+RESERVED = frozenset({JOBS, FOLLOW, ANALYZE, EVENTS, ANALYTICS, AUDIT, DEAD, ACTIVE, ERASED, ALERTS})
 """Global keys DodoLens reads or writes: never a target for an operator's copy (replay --publish)."""
 
 

@@ -79,6 +79,42 @@ async def update_meta(r: Redis, cfg: StreamConfig, sid: str, **fields: str | int
     return bool(await r.eval(UPDATE_IF_EXISTS, 1, keys.meta(sid), cfg.session_ttl_s, *flat))
 
 
+CLAIM_DECODE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local owner = redis.call('HGET', KEYS[1], 'decoder')
+if owner == false then
+  redis.call('HSET', KEYS[1], 'decoder', ARGV[1])
+  return 1
+end
+if owner == ARGV[1] then return 1 end
+return 0
+"""
+
+RELEASE_DECODE = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if (state == 'created' or state == 'uploading') and redis.call('HGET', KEYS[1], 'decoder') == ARGV[1] then
+  redis.call('HDEL', KEYS[1], 'decoder')
+  return 1
+end
+return 0
+"""
+
+
+async def claim_decode(r: Redis, sid: str, owner: str) -> bool:
+    """Make ``owner`` (a job's entry id) the one job that decodes this session; True if it is.
+
+    A session can be decoded by the job that follows its upload or by the one queued at completion;
+    whichever claims first does it, and a redelivery of the same job keeps its claim.
+    """
+    return bool(await r.eval(CLAIM_DECODE, 1, keys.meta(sid), owner))
+
+
+async def release_decode(r: Redis, sid: str, owner: str) -> bool:
+    """Give the decode back, only while the upload is still open: once complete has queued the
+    session, its own decode job may already have stood down for this owner."""
+    return bool(await r.eval(RELEASE_DECODE, 1, keys.meta(sid), owner))
+
+
 async def set_state(r: Redis, cfg: StreamConfig, sid: str, state: State, **fields: str | int | float) -> None:
     """Move a session on; an erased or expired session (no meta) stays gone."""
     updated = await update_meta(r, cfg, sid, state=state.value, updated_at=time.time(), **fields)

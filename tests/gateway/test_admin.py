@@ -88,7 +88,7 @@ async def test_overview_shows_figures_groups_and_alerts(admin_gateway: Runtime, 
     assert mismatch.status_code == 409
     await http.put(f"/sessions/{sid}/chunks/0", content=b"x" * 100,
                    headers={"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"})
-    failing = await http.post(f"/sessions/{sid}/complete", json={"chunks": 1, "sha256": "0" * 64},
+    failing = await http.post(f"/sessions/{sid}/complete", json={"chunks": 2},
                               headers={"Authorization": f"Bearer {token}"})
     assert failing.status_code == 422
     await http.post("/sessions", json={"size": 100})

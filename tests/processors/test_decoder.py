@@ -1,14 +1,19 @@
-"""The decoder job: chunks in Redis -> frames and audio, the declared SHA-256 checked on the way."""
+"""The decoder jobs: chunks in Redis -> frames and audio, decoded after completion or, for a
+streamable container, while the chunks arrive; the declared SHA-256 checked on the way."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 
 import httpx
+import pytest
 
 from dodolens.client import create, send_chunks
 from dodolens.runner import Runtime
+from dodolens.settings import Settings
 from streams import keys
 from streams.connection import Redis
 from streams.events import history
@@ -69,3 +74,111 @@ async def test_a_damaged_transfer_reports_the_checksum_rather_than_the_decode(ru
         assert response.status_code == 202
         kind, data = await final_event(redis, sid)
     assert kind == "error" and data["code"] == "checksum_mismatch"
+
+
+@pytest.fixture
+async def small_chunks(settings: Settings) -> AsyncIterator[Runtime]:
+    """A DodoLens with 64 KiB chunks, so a short clip arrives in many, and a 1 s follow idle bound."""
+    rt = await Runtime(replace(settings, chunk_size=64 * 1024, follow_idle_s=1.0)).start()
+    try:
+        yield rt
+    finally:
+        await rt.stop()
+
+
+async def meta_field(redis: Redis, sid: str, name: str) -> str | None:
+    value = await redis.hget(keys.meta(sid), name)
+    return value.decode() if value is not None else None
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout_s: float = 30.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not await check():
+            await asyncio.sleep(0.02)
+
+
+async def stream_ids(redis: Redis, stream: str) -> set[str]:
+    return {entry_id.decode() for entry_id, _ in await redis.xrange(stream)}
+
+
+async def test_a_streamable_upload_is_decoded_while_its_chunks_arrive(small_chunks: Runtime, redis: Redis) -> None:
+    video = make_video(duration=8.0, width=640, height=360, noise=3, container="webm", codec="vp9", audio="opus")
+    async with httpx.AsyncClient(base_url=small_chunks.url) as http:
+        session = await create(http, len(video), "video/webm")
+        sid, token, chunk = session["session_id"], session["token"], session["chunk_size"]
+        count = -(-len(video) // chunk)
+        assert count >= 5
+        await send_chunks(http, sid, token, memoryview(video), chunk, list(range(count - 1)), 3, None)
+
+        async def read_all_but_the_last() -> bool:
+            return await meta_field(redis, sid, "followed") == str(count - 1)
+
+        await until(read_all_but_the_last)
+        assert await meta_field(redis, sid, "decoder") in await stream_ids(redis, keys.FOLLOW)
+        await send_chunks(http, sid, token, memoryview(video), chunk, [count - 1], 1, None)
+        sha = hashlib.sha256(video).hexdigest()
+        auth = {"Authorization": f"Bearer {token}"}
+        assert (await http.post(f"/sessions/{sid}/complete", json={"chunks": count, "sha256": sha}, headers=auth)).status_code == 202
+        kind, data = await final_event(redis, sid)
+    assert kind == "frames_extracted" and data["frames"] == 8 and data["audio"]
+    assert abs(data["duration"] - 8.0) < 0.2 and data["timestamps"][-1] > 5.0
+    assert await meta_field(redis, sid, "followed") == str(count)
+    types = [e.type for e in await history(redis, sid)]
+    assert types.index("upload_complete") < types.index("processing_started") < types.index("frames_extracted")
+
+
+async def test_a_follow_decode_checks_the_declared_sha256(small_chunks: Runtime, redis: Redis) -> None:
+    video = make_video(duration=4.0, width=640, height=360, noise=3, container="mpegts")
+    async with httpx.AsyncClient(base_url=small_chunks.url) as http:
+        sid, auth, count = await upload(http, video)
+        await until(lambda: _has(redis, sid, "followed", str(count)))
+        response = await http.post(f"/sessions/{sid}/complete", json={"chunks": count, "sha256": "1" * 64}, headers=auth)
+        assert response.status_code == 202
+        kind, data = await final_event(redis, sid)
+    assert kind == "error" and data["code"] == "checksum_mismatch"
+    assert not any([await redis.exists(k) for k in keys.media_keys(sid)])
+
+
+async def test_an_mp4_with_its_index_at_the_end_waits_for_completion(small_chunks: Runtime, redis: Redis) -> None:
+    video = make_video(duration=4.0, width=640, height=360, noise=3)
+    async with httpx.AsyncClient(base_url=small_chunks.url) as http:
+        sid, auth, count = await upload(http, video)
+        response = await http.post(f"/sessions/{sid}/complete", json={"chunks": count}, headers=auth)
+        assert response.status_code == 202
+        kind, data = await final_event(redis, sid)
+    assert kind == "frames_extracted" and data["frames"] == 8
+    assert await meta_field(redis, sid, "decoder") in await stream_ids(redis, keys.JOBS)
+    assert await meta_field(redis, sid, "followed") is None
+
+
+async def test_an_upload_that_goes_quiet_is_given_back_to_the_completion_decode(small_chunks: Runtime, redis: Redis) -> None:
+    video = make_video(duration=4.0, width=640, height=360, noise=3, container="mpegts")
+    async with httpx.AsyncClient(base_url=small_chunks.url) as http:
+        session = await create(http, len(video), "video/mp2t")
+        sid, token, chunk = session["session_id"], session["token"], session["chunk_size"]
+        count = -(-len(video) // chunk)
+        await send_chunks(http, sid, token, memoryview(video), chunk, [0, 1], 1, None)
+        await until(lambda: _has(redis, sid, "followed", "2"))
+        await until(lambda: _has(redis, sid, "decoder", None), timeout_s=10)
+        await send_chunks(http, sid, token, memoryview(video), chunk, list(range(2, count)), 3, None)
+        auth = {"Authorization": f"Bearer {token}"}
+        assert (await http.post(f"/sessions/{sid}/complete", json={"chunks": count}, headers=auth)).status_code == 202
+        kind, data = await final_event(redis, sid)
+    assert kind == "frames_extracted"
+    assert await meta_field(redis, sid, "decoder") in await stream_ids(redis, keys.JOBS)
+
+
+async def test_too_few_keyframes_fall_back_to_the_seeking_decode(small_chunks: Runtime, redis: Redis) -> None:
+    video = make_video(duration=6.0, width=640, height=360, noise=3, container="mpegts", gop=1000)
+    async with httpx.AsyncClient(base_url=small_chunks.url) as http:
+        sid, auth, count = await upload(http, video)
+        await until(lambda: _has(redis, sid, "followed", str(count)))
+        assert (await http.post(f"/sessions/{sid}/complete", json={"chunks": count}, headers=auth)).status_code == 202
+        kind, data = await final_event(redis, sid)
+    assert kind == "frames_extracted" and data["frames"] == 8
+    assert data["timestamps"][-1] > 4.0
+    assert await meta_field(redis, sid, "decoder") in await stream_ids(redis, keys.FOLLOW)
+
+
+async def _has(redis: Redis, sid: str, name: str, value: str | None) -> bool:
+    return await meta_field(redis, sid, name) == value

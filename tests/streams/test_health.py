@@ -120,7 +120,7 @@ async def test_live_figures_from_redis(redis: Redis, stream_cfg: StreamConfig) -
     assert [(a["type"], a["keys"]) for a in recent] == [("failed_cleanup", "1")]
     await ensure_group(redis, keys.JOBS, keys.DECODERS)
     fig = await gather(redis, stream_cfg, LagTracker())
-    assert fig["active_sessions"] == 3 and fig["queues"] == {keys.JOBS: 0, keys.ANALYZE: 0}
+    assert fig["active_sessions"] == 3 and fig["queues"] == {keys.JOBS: 0, keys.FOLLOW: 0, keys.ANALYZE: 0}
     assert [g["group"] for g in fig["groups"]] == [keys.DECODERS]
     assert sorted(a.kind for a in evaluate_alerts(fig, await recent_outcomes(redis))) == ["failed_cleanup",
                                                                                           "long_processing"]

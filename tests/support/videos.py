@@ -12,10 +12,12 @@ import hashlib
 import io
 import os
 import random
+import tempfile
 import wave
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -54,6 +56,7 @@ def make_video(
     bitrate: int | None = None,
     gop: int | None = None,
     fragmented: bool = False,
+    faststart: bool = False,
     scenes: Sequence[tuple[float, str]] | None = None,
     blur: Sequence[tuple[float, float]] | None = None,
     pattern: bytes | None = None,
@@ -67,7 +70,7 @@ def make_video(
     player must turn the stored picture, as phones record portrait video. ``scenes`` are
     ``(start_s, colour)`` pairs, ``blur`` are ``(start_s, end_s)`` smoothed spans, ``pattern`` seeds
     the texture. ``gop`` is the keyframe interval in frames (default: one second). MP4/MOV keep the
-    moov atom at the end unless ``fragmented``; ``live`` makes Matroska/WebM without duration or
+    moov atom at the end unless ``fragmented`` or ``faststart`` (moov moved to the front); ``live`` makes Matroska/WebM without duration or
     cues, like a browser's MediaRecorder. ``noise`` (0-7) is per-frame sensor noise, which is what makes
     real recordings expensive to encode and decode; ``preset`` overrides the encoder speed preset
     (x264 defaults to ``veryfast``, which keeps B-frames). AV1 (SVT) needs sizes that are multiples
@@ -116,7 +119,24 @@ def make_video(
         muxer.mux(video.encode())
         if sound is not None:
             muxer.mux(sound.encode())
-    return out.getvalue()
+    return _faststart(out.getvalue(), fmt) if faststart else out.getvalue()
+
+
+def _faststart(data: bytes, fmt: str) -> bytes:
+    """The same packets with the moov moved to the front: FFmpeg does that as a second pass over a
+    real file, so this one goes through a temporary file, deleted before returning."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = str(Path(folder) / f"faststart.{fmt}")
+        with av.open(io.BytesIO(data)) as source, av.open(path, mode="w", format=fmt,
+                                                         options={"movflags": "faststart"}) as muxer:
+            streams = list(source.streams)
+            targets = {s.index: muxer.add_stream_from_template(s) for s in streams}
+            for packet in source.demux(streams):
+                if packet.dts is None:
+                    continue
+                packet.stream = targets[packet.stream.index]
+                muxer.mux(packet)
+        return Path(path).read_bytes()
 
 
 def make_phone_clip(

@@ -1,0 +1,198 @@
+"""Decoding an upload while it is still arriving: streamable containers, read front to back once.
+
+A WebM/Matroska file, a fragmented or fast-start MP4 and an MPEG-TS stream can be demuxed from
+their first bytes, so frames and audio are extracted while the phone is still sending chunks,
+and little is left to do when the last one lands. An MP4 with its index at the end cannot: it
+waits for ``processors.decode``'s seeking decode.
+
+Front to back, seeking is not possible, so candidates are keyframes, one per slot of the timeline,
+the slots doubling in length whenever the pool fills (the duration is not known yet): the pool
+ends up evenly spread over the whole video with at most ``2 * CANDIDATES_PER_SLOT * budget``
+frames held. Only keyframe
+packets reach the video decoder. The same selection and JPEG finishing as the seeking decode then
+pick the frames. When a video has too few keyframes for its frame budget, ``TooFewKeyframes``
+tells the caller to use the seeking decode, which walks to frames between keyframes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import av
+import av.error
+
+from processors.decode import (
+    CANDIDATES_PER_SLOT,
+    TRUNCATION_SLACK,
+    DecodedMedia,
+    DecodeError,
+    DecodeLimits,
+    _container_name,
+    _declared_duration,
+    _finish,
+    _open,
+    _resample,
+    _samples,
+    _Shot,
+    _shot,
+    _too_long,
+    _video_stream,
+    _wav,
+    frame_budget,
+)
+from processors.select import Candidate, select_frames
+from schemas.errors import ErrorCode
+from streams.crypto import wipe
+
+FIRST_SPACING_S = 0.25
+"""Closest two candidates may be before the pool first fills: finer than any phone's keyframe interval."""
+
+
+class TooFewKeyframes(Exception):
+    """The video's keyframes are too rare for its frame budget; the seeking decode must take over."""
+
+
+def streamable(head: bytes) -> bool:
+    """Whether a file starting with ``head`` can be decoded front to back.
+
+    Matroska/WebM (EBML magic), MPEG-TS or M2TS (sync bytes every 188/192 bytes) and ISO BMFF whose
+    ``moov`` comes before any ``mdat`` (fragmented or fast-start MP4/MOV). Anything else (an MP4 with
+    its index at the end, or an unknown format) is not.
+    """
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return True
+    if len(head) > 376 and head[0] == head[188] == head[376] == 0x47:
+        return True
+    if len(head) > 388 and head[4] == head[196] == head[388] == 0x47:
+        return True
+    position = 0
+    while position + 8 <= len(head):
+        size = int.from_bytes(head[position : position + 4], "big")
+        kind = head[position + 4 : position + 8]
+        if kind == b"moov":
+            return True
+        if kind == b"mdat" or not kind.isascii():
+            return False
+        if size == 1 and position + 16 <= len(head):
+            size = int.from_bytes(head[position + 8 : position + 16], "big")
+        if size < 8:
+            return False
+        position += size
+    return False
+
+
+@dataclass
+class CandidatePool:
+    """At most one keyframe candidate per ``spacing``-long slot of the timeline, the first in it.
+
+    When the pool outgrows its capacity the slots double in length and each keeps its earliest
+    candidate: the pool stays evenly spread over everything read so far, whatever the length.
+    """
+
+    spacing: float = FIRST_SPACING_S
+    shots: list[_Shot] = field(default_factory=list)
+
+    def wants(self, seconds: float) -> bool:
+        return not self.shots or self._slot(seconds) > self._slot(self.shots[-1].timestamp)
+
+    def add(self, shot: _Shot, capacity: int) -> None:
+        if not self.wants(shot.timestamp):
+            return
+        self.shots.append(shot)
+        while len(self.shots) > capacity:
+            self.spacing *= 2
+            kept: list[_Shot] = []
+            for candidate in self.shots:
+                if not kept or self._slot(candidate.timestamp) > self._slot(kept[-1].timestamp):
+                    kept.append(candidate)
+            self.shots = kept
+
+    def _slot(self, seconds: float) -> int:
+        return math.floor(seconds / self.spacing)
+
+
+def decode_arriving(source: BinaryIO, head: bytes, limits: DecodeLimits | None = None) -> DecodedMedia:
+    """Decode a streamable ``source`` (read forward only) into selected frames and audio.
+
+    Raises ``DecodeError`` for a video that cannot be decoded, ``TooFewKeyframes`` when the seeking
+    decode would do better; errors from ``source`` itself (a chunk that never came) propagate.
+    """
+    limits = limits or DecodeLimits()
+    with _open(source, head, limits) as container:
+        video = _video_stream(container, limits)
+        audio = next((s for s in container.streams.audio if s.codec_context is not None), None)
+        declared = _declared_duration(container, video)
+        if declared is not None and declared > limits.max_duration_s:
+            raise _too_long(declared, limits)
+        base, start = video.time_base, video.start_time or 0
+        pool = CandidatePool()
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=limits.audio_rate) if audio else None
+        pcm = bytearray()
+        end = 0.0
+        rate = video.average_rate or video.guessed_rate
+        frame_s = float(1 / rate) if rate else 0.0
+
+        def take(frames: list[av.VideoFrame]) -> None:
+            for frame in frames:
+                if frame.pts is None:
+                    continue
+                if frame.width * frame.height > limits.max_pixels:
+                    raise DecodeError(ErrorCode.TOO_MANY_PIXELS, "a frame is larger than the pixel limit")
+                capacity = 2 * CANDIDATES_PER_SLOT * frame_budget(end, limits.frame_count, limits.max_frame_count)
+                pool.add(_shot(frame, start, base, limits), capacity)
+
+        try:
+            for packet in container.demux([s for s in (video, audio) if s is not None]):
+                if packet.stream.index == video.index:
+                    if packet.pts is None:
+                        continue
+                    seconds = float((packet.pts - start) * base)
+                    end = max(end, seconds + (float(packet.duration * base) if packet.duration else frame_s))
+                    if end > limits.max_duration_s:
+                        raise _too_long(end, limits)
+                    if packet.is_keyframe and pool.wants(seconds):
+                        try:
+                            take(video.decode(packet))
+                        except av.error.FFmpegError:
+                            continue
+                elif resampler is not None and audio is not None:
+                    _resample(audio, packet, resampler, pcm)
+            take(video.decode(None))
+        except av.error.FFmpegError as exc:
+            raise DecodeError(ErrorCode.DECODE_FAILED, f"the video could not be decoded: {exc}") from exc
+        if resampler is not None:
+            for frame in resampler.resample(None):
+                pcm += _samples(frame)
+        # Read front to back, a fragmented MP4 declares only its first fragment: what was read is the truth.
+        duration = max(declared or 0.0, end)
+        if not pool.shots or not duration or duration <= 0:
+            raise TooFewKeyframes("no keyframe was decoded")
+        if declared is not None and declared - end > max(2.0, TRUNCATION_SLACK * declared):
+            raise DecodeError(
+                ErrorCode.TRUNCATED_VIDEO,
+                f"the video declares {declared:.1f} s but its frames stop at {end:.1f} s:"
+                " the file looks cut off or damaged",
+            )
+        budget = frame_budget(duration, limits.frame_count, limits.max_frame_count)
+        if len(pool.shots) < min(budget, max(1, math.floor(duration / max(frame_s, 1e-3)))):
+            raise TooFewKeyframes(f"{len(pool.shots)} keyframes for a budget of {budget} frames")
+        shots = pool.shots
+        chosen = select_frames([Candidate(s.timestamp, s.grey) for s in shots], budget)
+        frames = [_finish(shots[i], limits) for i in chosen]
+        turn = (-shots[0].rotation) % 360
+        coded = (video.codec_context.width, video.codec_context.height)
+        width, height = (coded[1], coded[0]) if turn in (90, 270) else coded
+        audio_wav = _wav(pcm, limits.audio_rate) if pcm else None
+        wipe(pcm)
+        return DecodedMedia(
+            duration=duration,
+            width=width,
+            height=height,
+            rotation=turn,
+            video_codec=video.codec.canonical_name,
+            container=_container_name(container, head),
+            frames=frames,
+            audio_wav=audio_wav,
+        )
