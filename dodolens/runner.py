@@ -7,11 +7,13 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+import openai
 import uvicorn
 
 from dodolens.settings import Settings
 from gateway.app import create_app
 from processors.analysis import analyze_job
+from processors.analyzer import model_client
 from processors.config import WorkerConfig
 from processors.decoder import decode_job, follow_job
 from processors.sinks import ResultSink, open_sink
@@ -39,6 +41,16 @@ def make_sink(settings: Settings) -> ResultSink:
 
 async def run_workers(r: Redis, cfg: WorkerConfig, sink: ResultSink, stop: asyncio.Event) -> None:
     """The decoder and analyzer consumer groups, side by side, until ``stop`` is set."""
+    model = model_client(cfg.analyzer) if cfg.analyzer.enabled else None
+    try:
+        await _run_groups(r, cfg, sink, stop, model)
+    finally:
+        if model is not None:
+            await model.close()
+
+
+async def _run_groups(r: Redis, cfg: WorkerConfig, sink: ResultSink, stop: asyncio.Event,
+                      model: openai.AsyncOpenAI | None) -> None:
     common = dict(consumer=cfg.consumer, claim_idle_ms=cfg.claim_idle_ms, max_deliveries=cfg.max_deliveries,
                   block_ms=cfg.block_ms, stop=stop)
     followers = [
@@ -50,7 +62,7 @@ async def run_workers(r: Redis, cfg: WorkerConfig, sink: ResultSink, stop: async
                   handler=lambda job: decode_job(r, cfg, job), **common),
         *followers,
         run_group(r, cfg.stream, stream=keys.ANALYZE, group=keys.ANALYZERS, concurrency=cfg.analyze_concurrency,
-                  handler=lambda job: analyze_job(r, cfg, sink, job), **common),
+                  handler=lambda job: analyze_job(r, cfg, sink, job, model), **common),
         run_sweeper(r, cfg.stream, cfg.sweep_interval_s, stop),
     )
 

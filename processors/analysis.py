@@ -5,13 +5,22 @@ from __future__ import annotations
 import asyncio
 import time
 
+import openai
 
 from processors.analyzer import Analysis, AnalysisError, analyze
 from processors.config import WorkerConfig
 from processors.sinks import ResultSink, SinkError
 from schemas.errors import ErrorCode
 from schemas.events import EventType, utc_now
-from schemas.result import AnalysisInfo, AnalysisStatus, Result, ResultTooLarge, Timings, VideoInfo, encode_result
+from schemas.result import (
+    AnalysisInfo,
+    AnalysisStatus,
+    Result,
+    ResultTooLarge,
+    Timings,
+    VideoInfo,
+    encode_result,
+)
 from streams.audit import audit
 from streams.connection import Redis
 from streams.events import publish
@@ -59,7 +68,9 @@ def build_result(sid: str, meta: dict[str, str], frames: list[float], analysis: 
     )
 
 
-async def analyze_job(r: Redis, cfg: WorkerConfig, sink: ResultSink, job: Job) -> None:
+async def analyze_job(r: Redis, cfg: WorkerConfig, sink: ResultSink, job: Job,
+                      model: openai.AsyncOpenAI | None = None) -> None:
+    """Frames and audio -> the model -> the result sink; ``model`` is the worker's long-lived client."""
     sid = job.session_id
     meta = await pending_meta(r, sid)
     if meta is None:
@@ -81,7 +92,7 @@ async def analyze_job(r: Redis, cfg: WorkerConfig, sink: ResultSink, job: Job) -
         started = time.time()
         elapsed = started - float(meta.get("processing_started_at", started))
         try:
-            analysis = await asyncio.wait_for(analyze(frames, audio, cfg.analyzer, progress),
+            analysis = await asyncio.wait_for(analyze(frames, audio, cfg.analyzer, progress, model),
                                               max(1.0, cfg.processing_timeout_s - elapsed))
         except asyncio.TimeoutError:
             await fail_session(r, cfg.stream, sid, ErrorCode.PROCESSING_TIMEOUT,
