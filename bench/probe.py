@@ -18,7 +18,7 @@ from bench.harness import stream_config
 from processors.config import WorkerConfig
 from processors.decoder import decode_job
 from streams import keys
-from streams.connection import connect
+from streams.connection import connect, connect_blocking
 from streams.jobs import Job
 
 
@@ -37,7 +37,9 @@ async def main(url: str, sid: str) -> dict[str, float]:
         await r.ping()
         before = status_kib("VmHWM")
         started = time.perf_counter()
-        await decode_job(r, cfg, Job(keys.JOBS, "0-1", sid, {"sid": sid}))
+        blocking = connect_blocking(url)
+        await decode_job(r, blocking, cfg, Job(keys.JOBS, "0-1", sid, {"sid": sid}))
+        blocking.close()
         seconds = time.perf_counter() - started
         meta = {k.decode(): v.decode() for k, v in (await r.hgetall(keys.meta(sid))).items() if not k.startswith(b"c:")}
     finally:

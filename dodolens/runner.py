@@ -22,7 +22,13 @@ from processors.worker import run_group
 from streams import keys
 from streams.analytics import analytics_hook
 from streams.config import StreamConfig
-from streams.connection import Redis, connect, ensure_ephemeral
+from streams.connection import (
+    BlockingRedis,
+    Redis,
+    connect,
+    connect_blocking,
+    ensure_ephemeral,
+)
 from streams.embedded import EmbeddedRedis, free_port
 from streams.events import EventHook, add_event_hook, remove_event_hook
 
@@ -39,27 +45,31 @@ def make_sink(settings: Settings) -> ResultSink:
     )
 
 
-async def run_workers(r: Redis, cfg: WorkerConfig, sink: ResultSink, stop: asyncio.Event) -> None:
-    """The decoder and analyzer consumer groups, side by side, until ``stop`` is set."""
+async def run_workers(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sink: ResultSink,
+                      stop: asyncio.Event) -> None:
+    """The decoder and analyzer consumer groups, side by side, until ``stop`` is set.
+
+    ``blocking`` is the client decode threads read chunks with (``streams.blocking``).
+    """
     model = model_client(cfg.analyzer) if cfg.analyzer.enabled else None
     try:
-        await _run_groups(r, cfg, sink, stop, model)
+        await _run_groups(r, blocking, cfg, sink, stop, model)
     finally:
         if model is not None:
             await model.close()
 
 
-async def _run_groups(r: Redis, cfg: WorkerConfig, sink: ResultSink, stop: asyncio.Event,
+async def _run_groups(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sink: ResultSink, stop: asyncio.Event,
                       model: openai.AsyncOpenAI | None) -> None:
     common = dict(consumer=cfg.consumer, claim_idle_ms=cfg.claim_idle_ms, max_deliveries=cfg.max_deliveries,
                   block_ms=cfg.block_ms, stop=stop)
     followers = [
         run_group(r, cfg.stream, stream=keys.FOLLOW, group=keys.FOLLOWERS, concurrency=cfg.follow_concurrency,
-                  handler=lambda job: follow_job(r, cfg, job), **common),
+                  handler=lambda job: follow_job(r, blocking, cfg, job), **common),
     ] if cfg.follow_concurrency > 0 else []
     await asyncio.gather(
         run_group(r, cfg.stream, stream=keys.JOBS, group=keys.DECODERS, concurrency=cfg.decode_concurrency,
-                  handler=lambda job: decode_job(r, cfg, job), **common),
+                  handler=lambda job: decode_job(r, blocking, cfg, job), **common),
         *followers,
         run_group(r, cfg.stream, stream=keys.ANALYZE, group=keys.ANALYZERS, concurrency=cfg.analyze_concurrency,
                   handler=lambda job: analyze_job(r, cfg, sink, job, model), **common),
@@ -80,6 +90,7 @@ class Runtime:
     stream: StreamConfig | None = None
     embedded: EmbeddedRedis | None = None
     redis: Redis | None = None
+    blocking: BlockingRedis | None = None
     sink: ResultSink | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     server: uvicorn.Server | None = None
@@ -105,7 +116,8 @@ class Runtime:
         for hook in self.hooks:
             add_event_hook(hook)
         if self.workers:
-            self.tasks.append(asyncio.create_task(run_workers(self.redis, s.worker_config(self.stream), self.sink,
+            self.blocking = connect_blocking(self.redis_url, cluster=s.redis_cluster)
+            self.tasks.append(asyncio.create_task(run_workers(self.redis, self.blocking, s.worker_config(self.stream), self.sink,
                                                               self.stop_event)))
         if self.gateway:
             self.port = self.port or free_port()
@@ -147,6 +159,8 @@ class Runtime:
             await self.sink.close()
         if self.redis:
             await self.redis.aclose()
+        if self.blocking:
+            await asyncio.to_thread(self.blocking.close)
         if self.embedded:
             await asyncio.to_thread(self.embedded.stop)
 

@@ -9,12 +9,13 @@ end, or whatever the follow job gave back).
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import BinaryIO, TypeVar
 
 from processors.config import WorkerConfig
@@ -25,15 +26,15 @@ from schemas.errors import ErrorCode
 from schemas.events import EventType
 from streams import keys
 from streams.audit import audit
-from streams.chunks import ChunkMissing, read_chunk
-from streams.connection import RETRYABLE, Redis
+from streams.blocking import chunk_entry_blocking, read_chunk_blocking
+from streams.chunks import ChunkMissing
+from streams.connection import RETRYABLE, BlockingRedis, Redis
 from streams.crypto import SealError
 from streams.events import publish
 from streams.jobs import Job, enqueue, touch
 from streams.lifecycle import fail_session, pending_meta
 from streams.media import delete_media, store_media
 from streams.sessions import (
-    CHUNK_FIELD,
     State,
     chunk_map,
     claim_decode,
@@ -48,9 +49,11 @@ from streams.sessions import (
 log = logging.getLogger("dodolens.decoder")
 T = TypeVar("T")
 
-FETCH_TIMEOUT_S = 30.0
 READ_AHEAD = 2
 """Chunks fetched ahead of a front-to-back reader, so Redis reads and decryption overlap decoding."""
+READERS = 4
+"""Recent read positions remembered: the decode reads the audio front to back while it seeks the
+video, so "sequential" means following any of them, not only the last read."""
 POLL_MAX_S = 0.05
 """Longest pause between two looks for a chunk that has not arrived yet."""
 
@@ -67,91 +70,115 @@ class ChecksumMismatch(Exception):
     """The uploaded bytes do not hash to the SHA-256 the client declared at completion."""
 
 
-ReadChunk = Callable[[int], Awaitable[bytes]]
+ReadChunk = Callable[[int], bytes]
+"""A blocking read of one chunk, run on the decode thread (or its read-ahead thread), never on the loop."""
 
 
 class ChunkFetcher:
-    """A blocking ``fetch(index)`` for the decode thread, served by ``read`` on the event loop.
+    """``fetch(index)`` for a reader on the decode thread: reads with a blocking client, reads ahead.
 
     Sequential reads (the audio pass, a streamable container) are read ahead by ``READ_AHEAD``
-    chunks; every chunk fetched in order feeds the SHA-256 the client declared, so checking it needs
-    no second pass. Failures are recorded so the job can tell an expired chunk from a bad file.
+    chunks on a thread of their own, so Redis reads and decryption overlap decoding. Every chunk
+    read in order feeds the SHA-256 the client declared, so checking it needs no second pass.
+    Failures are recorded so the job can tell an expired chunk from a bad file.
     """
 
-    def __init__(self, read: ReadChunk, count: int, loop: asyncio.AbstractEventLoop, abort: threading.Event,
-                 timeout_s: float = FETCH_TIMEOUT_S) -> None:
+    def __init__(self, read: ReadChunk, count: int, abort: threading.Event, *, hashing: bool = True) -> None:
         self.failures: list[BaseException] = []
         self.digest = OrderedDigest(count)
-        self._read, self._count, self._loop, self._abort, self._timeout_s = read, count, loop, abort, timeout_s
+        self._hashing = hashing
+        self._read, self._count, self._abort = read, count, abort
         self._ahead: dict[int, concurrent.futures.Future[bytes]] = {}
-        self._last = -1
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._recent: collections.deque[int] = collections.deque([-1], maxlen=READERS)
 
     def __call__(self, index: int) -> bytes:
         try:
             if self._abort.is_set():
                 raise Aborted()
-            future = self._ahead.pop(index, None) or self._request(index)
-            sequential = index == self._last + 1
-            self._last = index
-            for stale in [i for i in self._ahead if not index < i <= index + READ_AHEAD]:
+            future = self._ahead.pop(index, None)
+            data = future.result() if future is not None else self._fetch(index)
+            sequential = index - 1 in self._recent
+            self._recent.append(index)
+            for stale in [i for i in self._ahead if not any(r < i <= r + READ_AHEAD for r in self._recent)]:
                 self._ahead.pop(stale).cancel()
             if sequential:
                 for ahead in range(index + 1, min(index + 1 + READ_AHEAD, self._count)):
-                    self._ahead.setdefault(ahead, self._request(ahead))
-            data = future.result(self._timeout_s)
+                    if ahead not in self._ahead:
+                        self._ahead[ahead] = self._executor().submit(self._fetch, ahead)
         except BaseException as exc:
             self.failures.append(exc)
             raise
-        self.digest.offer(index, data)
         return data
 
     def sha256(self) -> str:
         """The SHA-256 of the whole upload, fetching only the chunks not yet read in order."""
+        self._hashing = True
         return self.digest.hexdigest(self)
 
     def close(self) -> None:
         for future in self._ahead.values():
             future.cancel()
         self._ahead.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _request(self, index: int) -> concurrent.futures.Future[bytes]:
-        return asyncio.run_coroutine_threadsafe(self._read(index), self._loop)
+    def offer(self, index: int, data: bytes | bytearray) -> None:
+        """Feed the checksum; the decode's threads and the read-ahead thread all may."""
+        if not self._hashing:
+            return
+        with self._lock:
+            self.digest.offer(index, data)
+
+    def _fetch(self, index: int) -> bytes:
+        data = self._read(index)
+        self.offer(index, data)
+        return data
+
+    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dodolens-read-ahead")
+        return self._pool
 
 
-def stored_chunks(r: Redis, cfg: WorkerConfig, sid: str, meta: dict[str, str]) -> ReadChunk:
+def stored_chunks(blocking: BlockingRedis, cfg: WorkerConfig, sid: str, meta: dict[str, str]) -> ReadChunk:
     """Read a chunk the meta says is stored (an upload that is complete)."""
     entries = chunk_map(meta)
 
-    async def read(index: int) -> bytes:
+    def read(index: int) -> bytes:
         if index not in entries:
             raise ChunkMissing(f"chunk {index} of the session is not stored")
-        return await read_chunk(r, cfg.stream, sid, index, entries[index][0])
+        return read_chunk_blocking(blocking, cfg.stream, sid, index, entries[index][0])
 
     return read
 
 
-def arriving_chunks(r: Redis, cfg: WorkerConfig, sid: str, abort: threading.Event) -> ReadChunk:
+def arriving_chunks(blocking: BlockingRedis, cfg: WorkerConfig, sid: str, abort: threading.Event,
+                    on_read: Callable[[int], None] = lambda index: None) -> ReadChunk:
     """Read a chunk, waiting for it to arrive; gives up after ``follow_idle_s`` without it.
 
     The session's state is read with the chunk's entry, so a failed, erased or expired session
     stops the wait at once.
     """
 
-    async def read(index: int) -> bytes:
+    def read(index: int) -> bytes:
         waited, pause = 0.0, 0.002
         while True:
             if abort.is_set():
                 raise Aborted()
-            state, entry = await r.hmget(keys.meta(sid), ["state", f"{CHUNK_FIELD}{index}"])
+            state, entry = chunk_entry_blocking(blocking, sid, index)
             if state is None:
                 raise ChunkMissing("the session is gone (expired or erased)")
-            if state.decode() == State.FAILED:
+            if state == State.FAILED:
                 raise Aborted()
             if entry is not None:
-                return await read_chunk(r, cfg.stream, sid, index, entry.decode().rpartition(":")[0])
+                data = read_chunk_blocking(blocking, cfg.stream, sid, index, entry)
+                on_read(index)
+                return data
             if waited >= cfg.follow_idle_s:
                 raise Stalled(f"no chunk {index} for {cfg.follow_idle_s:.0f} s")
-            await asyncio.sleep(pause)
+            time.sleep(pause)
             waited += pause
             pause = min(pause * 2, POLL_MAX_S)
 
@@ -194,7 +221,7 @@ async def start_processing(r: Redis, cfg: WorkerConfig, sid: str, meta: dict[str
     await audit(r, cfg.stream, "media_access", sid, stage="decode", consumer=cfg.consumer)
 
 
-async def decode_job(r: Redis, cfg: WorkerConfig, job: Job) -> None:
+async def decode_job(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, job: Job) -> None:
     """Decode a completed upload, unless the job that followed its upload already has it."""
     sid = job.session_id
     meta = await pending_meta(r, sid)
@@ -202,16 +229,17 @@ async def decode_job(r: Redis, cfg: WorkerConfig, job: Job) -> None:
         return
     started = time.time()
     await start_processing(r, cfg, sid, meta, started)
-    await decode_stored(r, cfg, sid, meta, started)
+    await decode_stored(r, blocking, cfg, sid, meta, started)
 
 
-async def decode_stored(r: Redis, cfg: WorkerConfig, sid: str, meta: dict[str, str], started: float) -> None:
+async def decode_stored(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sid: str, meta: dict[str, str],
+                        started: float) -> None:
     """The seeking decode over the stored chunks, within what is left of the processing time bound."""
     abort = threading.Event()
     size, chunk_size = int(meta["size"]), int(meta["chunk_size"])
-    loop = asyncio.get_running_loop()
-    fetcher = ChunkFetcher(stored_chunks(r, cfg, sid, meta), expected_chunks(size, chunk_size), loop, abort)
-    reader = ChunkReader(size, chunk_size, fetcher)
+    fetcher = ChunkFetcher(stored_chunks(blocking, cfg, sid, meta), expected_chunks(size, chunk_size), abort,
+                           hashing=bool(meta.get("sha256")))
+    reader = ChunkReader(size, chunk_size, fetcher, on_chunk=fetcher.offer)
     budget = cfg.processing_timeout_s - (started - float(meta.get("processing_started_at", started)))
     try:
         media: DecodedMedia = await asyncio.wait_for(
@@ -252,7 +280,7 @@ async def deliver(r: Redis, cfg: WorkerConfig, sid: str, media: DecodedMedia, st
     await audit(r, cfg.stream, "decoded", sid, frames=len(media.frames), seconds=round(decode_s, 3), **facts)
 
 
-async def follow_job(r: Redis, cfg: WorkerConfig, job: Job) -> None:
+async def follow_job(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, job: Job) -> None:
     """Decode a streamable upload while its chunks arrive, so frames are ready soon after the last one.
 
     Read top to bottom: wait for the first chunk and look at it; an upload that cannot be decoded
@@ -270,13 +298,12 @@ async def follow_job(r: Redis, cfg: WorkerConfig, job: Job) -> None:
         if meta.get("decoder") == job.entry_id:
             started = time.time()
             await start_processing(r, cfg, sid, meta, started)
-            await decode_stored(r, cfg, sid, meta, started)
+            await decode_stored(r, blocking, cfg, sid, meta, started)
         return
     abort = threading.Event()
-    read = arriving_chunks(r, cfg, sid, abort)
     size, chunk_size = int(meta["size"]), int(meta["chunk_size"])
     try:
-        first = await read(0)
+        first = await in_own_thread(arriving_chunks(blocking, cfg, sid, abort), 0)
     except (Stalled, Aborted, ChunkMissing):
         return
     head = bytes(first[:512])
@@ -284,28 +311,32 @@ async def follow_job(r: Redis, cfg: WorkerConfig, job: Job) -> None:
         return
     keepalive = asyncio.create_task(_keep_pending(r, cfg, job))
     try:
-        await _follow(r, cfg, sid, size, chunk_size, head, read, abort, job.entry_id)
+        await _follow(r, blocking, cfg, sid, size, chunk_size, head, abort, job.entry_id)
     finally:
         abort.set()
         keepalive.cancel()
 
 
-async def _follow(r: Redis, cfg: WorkerConfig, sid: str, size: int, chunk_size: int, head: bytes, read: ReadChunk,
-                  abort: threading.Event, owner: str) -> None:
+async def _follow(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sid: str, size: int, chunk_size: int,
+                  head: bytes, abort: threading.Event, owner: str) -> None:
     count = expected_chunks(size, chunk_size)
-
+    loop = asyncio.get_running_loop()
     noted = 0
+    ordered = asyncio.Lock()
 
-    async def read_noted(index: int) -> bytes:
-        """Also note in the meta how far the decode has read, for clients and operators to see."""
+    async def note(index: int) -> None:
+        """How far the decode has read, in the meta for clients and operators to see (one write at a
+        time, so a slower write of an earlier figure never lands last)."""
         nonlocal noted
-        data = await read(index)
-        if index + 1 > noted:
-            noted = index + 1
-            await update_meta(r, cfg.stream, sid, followed=noted)
-        return data
+        async with ordered:
+            if index + 1 > noted:
+                noted = index + 1
+                await update_meta(r, cfg.stream, sid, followed=noted)
 
-    fetcher = ChunkFetcher(read_noted, count, asyncio.get_running_loop(), abort, timeout_s=cfg.follow_idle_s + FETCH_TIMEOUT_S)
+    def on_read(index: int) -> None:
+        asyncio.run_coroutine_threadsafe(note(index), loop)
+
+    fetcher = ChunkFetcher(arriving_chunks(blocking, cfg, sid, abort, on_read), count, abort)
     reader = ArrivingReader(size, chunk_size, fetcher)
     media: DecodedMedia | None = None
     problem: BaseException | None = None
@@ -331,7 +362,7 @@ async def _follow(r: Redis, cfg: WorkerConfig, sid: str, size: int, chunk_size: 
     started = time.time()
     await start_processing(r, cfg, sid, meta, started)
     if media is None or problem is not None:
-        await decode_stored(r, cfg, sid, meta, started)
+        await decode_stored(r, blocking, cfg, sid, meta, started)
         return
     declared = meta.get("sha256")
     if declared and fetcher.digest.next == count and fetcher.sha256() != declared:

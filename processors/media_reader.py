@@ -22,7 +22,10 @@ from streams.crypto import wipe
 class ChunkReader(io.RawIOBase):
     """Random access over ``size`` bytes split into ``chunk_size`` chunks (the last one may be shorter)."""
 
-    def __init__(self, size: int, chunk_size: int, fetch: Callable[[int], bytes], cache_chunks: int = 4) -> None:
+    def __init__(self, size: int, chunk_size: int, fetch: Callable[[int], bytes], cache_chunks: int = 4,
+                 on_chunk: Callable[[int, bytearray], None] | None = None) -> None:
+        """``on_chunk(index, data)`` sees every chunk a read uses, fetched or cached: a checksum fed in
+        order must not stall on a chunk that another read position fetched first."""
         super().__init__()
         if size < 0 or chunk_size <= 0 or cache_chunks <= 0:
             raise ValueError("size must be >= 0, chunk_size and cache_chunks > 0")
@@ -31,6 +34,7 @@ class ChunkReader(io.RawIOBase):
         self.cache_chunks = cache_chunks
         self.fetches = 0
         self._fetch = fetch
+        self._on_chunk = on_chunk
         self._cache: OrderedDict[int, bytearray] = OrderedDict()
         self._position = 0
 
@@ -68,6 +72,8 @@ class ChunkReader(io.RawIOBase):
         while done < wanted:
             index, offset = divmod(self._position, self.chunk_size)
             chunk = self._chunk(index)
+            if self._on_chunk is not None:
+                self._on_chunk(index, chunk)
             count = min(wanted - done, len(chunk) - offset)
             if count <= 0:
                 raise OSError(f"chunk {index} is shorter than expected")

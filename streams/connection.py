@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Union
 
+import redis
 import redis.asyncio as aioredis
+import redis.cluster
 from redis.asyncio.cluster import RedisCluster
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 from redis.retry import Retry
 
 Redis = Union[aioredis.Redis, RedisCluster]
+BlockingRedis = Union[redis.Redis, redis.cluster.RedisCluster]
 
 RETRYABLE = (ConnectionError, TimeoutError, OSError)
 """Errors that mean "Redis is not reachable right now", as opposed to a bad command."""
@@ -22,11 +25,21 @@ class PersistentRedisError(RuntimeError):
 
 def connect(url: str, *, cluster: bool = False, timeout_s: float = 5.0) -> Redis:
     """A client with short timeouts so an outage surfaces fast instead of hanging requests."""
-    retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2)
-    common = dict(socket_timeout=timeout_s, socket_connect_timeout=min(timeout_s, 2.0), health_check_interval=15)
     if cluster:
-        return RedisCluster.from_url(url, retry=retry, **common)
-    return aioredis.Redis.from_url(url, retry=retry, retry_on_error=[ConnectionError, TimeoutError], **common)
+        return RedisCluster.from_url(url, **_options(timeout_s))
+    return aioredis.Redis.from_url(url, retry_on_error=[ConnectionError, TimeoutError], **_options(timeout_s))
+
+
+def connect_blocking(url: str, *, cluster: bool = False, timeout_s: float = 5.0) -> BlockingRedis:
+    """A thread-safe blocking client, for the reads a decode thread makes itself (see ``streams.blocking``)."""
+    if cluster:
+        return redis.cluster.RedisCluster.from_url(url, **_options(timeout_s))
+    return redis.Redis.from_url(url, retry_on_error=[ConnectionError, TimeoutError], **_options(timeout_s))
+
+
+def _options(timeout_s: float) -> dict:
+    return {"retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2), "socket_timeout": timeout_s,
+            "socket_connect_timeout": min(timeout_s, 2.0), "health_check_interval": 15}
 
 
 async def persistence_problems(client: Redis) -> list[str]:

@@ -91,10 +91,16 @@ async def meta_field(redis: Redis, sid: str, name: str) -> str | None:
     return value.decode() if value is not None else None
 
 
-async def until(check: Callable[[], Awaitable[bool]], timeout_s: float = 30.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not await check():
-            await asyncio.sleep(0.02)
+async def until(check: Callable[[], Awaitable[bool]], timeout_s: float = 30.0, redis: Redis | None = None,
+                sid: str = "") -> None:
+    """Wait for ``check``; on timeout, fail showing the session's meta (chunk entries left out)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not await check():
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        meta = {k: v for k, v in (await redis.hgetall(keys.meta(sid))).items() if not k.startswith(b"c:")} if redis else {}
+        raise AssertionError(f"not reached within {timeout_s} s; meta: {meta}") from None
 
 
 async def stream_ids(redis: Redis, stream: str) -> set[str]:
@@ -113,7 +119,7 @@ async def test_a_streamable_upload_is_decoded_while_its_chunks_arrive(small_chun
         async def read_all_but_the_last() -> bool:
             return await meta_field(redis, sid, "followed") == str(count - 1)
 
-        await until(read_all_but_the_last)
+        await until(read_all_but_the_last, redis=redis, sid=sid)
         assert await meta_field(redis, sid, "decoder") in await stream_ids(redis, keys.FOLLOW)
         await send_chunks(http, sid, token, memoryview(video), chunk, [count - 1], 1, None)
         sha = hashlib.sha256(video).hexdigest()
@@ -131,7 +137,7 @@ async def test_a_follow_decode_checks_the_declared_sha256(small_chunks: Runtime,
     video = make_video(duration=4.0, width=640, height=360, noise=3, container="mpegts")
     async with httpx.AsyncClient(base_url=small_chunks.url) as http:
         sid, auth, count = await upload(http, video)
-        await until(lambda: _has(redis, sid, "followed", str(count)))
+        await until(lambda: _has(redis, sid, "followed", str(count)), redis=redis, sid=sid)
         response = await http.post(f"/sessions/{sid}/complete", json={"chunks": count, "sha256": "1" * 64}, headers=auth)
         assert response.status_code == 202
         kind, data = await final_event(redis, sid)
@@ -172,7 +178,7 @@ async def test_too_few_keyframes_fall_back_to_the_seeking_decode(small_chunks: R
     video = make_video(duration=6.0, width=640, height=360, noise=3, container="mpegts", gop=1000)
     async with httpx.AsyncClient(base_url=small_chunks.url) as http:
         sid, auth, count = await upload(http, video)
-        await until(lambda: _has(redis, sid, "followed", str(count)))
+        await until(lambda: _has(redis, sid, "followed", str(count)), redis=redis, sid=sid)
         assert (await http.post(f"/sessions/{sid}/complete", json={"chunks": count}, headers=auth)).status_code == 202
         kind, data = await final_event(redis, sid)
     assert kind == "frames_extracted" and data["frames"] == 8
