@@ -157,7 +157,10 @@ async def follow_events(base_url: str, sid: str, token: str, on_event: EventCall
 async def analyze_bytes(base_url: str, data: bytes | memoryview, *, content_type: str = "video/mp4",
                         parallel: int = 3, on_event: EventCallback | None = None,
                         on_progress: ProgressCallback | None = None, timeout_s: float = 900.0) -> Outcome:
-    """Create a session, upload ``data`` in parallel chunks, complete it and wait for the outcome."""
+    """Create a session, upload ``data`` in parallel chunks, complete it and wait for the outcome.
+
+    The SHA-256 is computed while the chunks go out (hashlib leaves the GIL), not after the last one.
+    """
     view = memoryview(data)
     async with httpx.AsyncClient(base_url=base_url, timeout=60.0) as client:
         session = await create(client, len(view), content_type)
@@ -165,18 +168,19 @@ async def analyze_bytes(base_url: str, data: bytes | memoryview, *, content_type
         outcome = Outcome(sid, token)
         ready = asyncio.Event()
         follower = asyncio.create_task(follow_events(base_url, sid, token, on_event, outcome, ready))
+        digest = asyncio.create_task(asyncio.to_thread(lambda: hashlib.sha256(view).hexdigest()))
         try:
             await asyncio.wait_for(ready.wait(), 10)
             count = max(1, -(-len(view) // chunk_size))
             await send_chunks(client, sid, token, view, chunk_size, list(range(count)), parallel, on_progress)
-            response = await complete(client, sid, token, view, chunk_size, hashlib.sha256(view).hexdigest(),
-                                      parallel, on_progress)
+            response = await complete(client, sid, token, view, chunk_size, await digest, parallel, on_progress)
             if response.status_code != 202:
                 error = _error_of(response)
                 outcome.error = {"code": error.code, "message": error.message}
                 return outcome
             await asyncio.wait_for(asyncio.shield(follower), timeout_s)
         finally:
+            await asyncio.gather(digest, return_exceptions=True)
             view.release()
             if not follower.done():
                 follower.cancel()

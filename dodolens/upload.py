@@ -171,9 +171,13 @@ async def upload_video(server: str, video: Path, *, parallel: int = 3, resume: R
             try:
                 await asyncio.wait_for(ready.wait(), 10)
                 if state in UPLOADABLE:
-                    await send_chunks(client, sid, token, source, chunk_size, missing, parallel, on_progress, on_chunk)
-                    response = await complete(client, sid, token, source, chunk_size,
-                                              await asyncio.to_thread(source.sha256), parallel,
+                    digest = asyncio.create_task(asyncio.to_thread(source.sha256))
+                    try:
+                        await send_chunks(client, sid, token, source, chunk_size, missing, parallel, on_progress,
+                                          on_chunk)
+                    finally:
+                        sha256 = await digest
+                    response = await complete(client, sid, token, source, chunk_size, sha256, parallel,
                                               on_progress, on_chunk)
                     if response.status_code != 202:
                         body = response.json().get("error", {})
