@@ -34,7 +34,6 @@ from streams.sessions import (
     get_fields,
     get_meta,
     missing_chunks,
-    set_state,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -134,20 +133,25 @@ async def put_chunk(request: Request) -> Response:
     if meta.get("protocol", "").startswith("tus"):
         raise ApiError(409, "tus_upload", "this session is a tus upload; send its bytes with PATCH /files/{id}")
     want = expected_length(size, chunk_size, index)
-    data = bytearray()
-    async for part in request.stream():
-        data += part
-        if len(data) > chunk_size:
-            raise ApiError(413, "chunk_too_large", f"chunks are at most {chunk_size} bytes")
-    if not data:
-        raise ApiError(400, "empty_chunk", "the chunk body is empty")
-    if len(data) != want:
-        raise ApiError(400, "bad_chunk_length", f"chunk {index} must be {want} bytes, got {len(data)}")
-    received = await append_chunk(r, cfg.stream, sid, index, data)
-    wipe(data)
+    data = bytearray(want)
+    view, got = memoryview(data), 0
+    try:
+        async for part in request.stream():
+            end = got + len(part)
+            if end > chunk_size:
+                raise ApiError(413, "chunk_too_large", f"chunks are at most {chunk_size} bytes")
+            if end <= want:
+                view[got:end] = part
+            got = end
+        if not got:
+            raise ApiError(400, "empty_chunk", "the chunk body is empty")
+        if got != want:
+            raise ApiError(400, "bad_chunk_length", f"chunk {index} must be {want} bytes, got {got}")
+        received = await append_chunk(r, cfg.stream, sid, index, view, mark_uploading=True)
+    finally:
+        view.release()
+        wipe(data)
     if received is not None:
-        if meta["state"] == State.CREATED:
-            await set_state(r, cfg.stream, sid, State.UPLOADING)
         await publish(r, cfg.stream, sid, EventType.CHUNK_RECEIVED, {"index": index, "received": received, "chunks": count})
     return json_response(ChunkStored(session_id=sid, index=index, stored=received is not None))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import time
 from collections.abc import AsyncIterator
 
 from streams import keys
@@ -16,30 +16,63 @@ class ChunkMissing(LookupError):
     """A chunk the meta hash promised is gone from the stream (expired or erased)."""
 
 
-APPEND = """
-local field, index, length = ARGV[1], ARGV[2], ARGV[3]
-if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
-if redis.call('HEXISTS', KEYS[1], field) == 1 then return -1 end
-local id = redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[6], '*', 'i', index, 'n', length, 'ep', ARGV[4], 'ct', ARGV[5])
-redis.call('HSET', KEYS[1], field, id .. ':' .. length)
-redis.call('HINCRBY', KEYS[1], 'bytes', length)
-local received = redis.call('HINCRBY', KEYS[1], 'received', 1)
-redis.call('EXPIRE', KEYS[2], ARGV[7])
-redis.call('EXPIRE', KEYS[1], ARGV[8])
+RECORD = """
+local meta, stream, field, length = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+redis.call('XGROUP', 'DESTROY', stream, ARGV[3])
+redis.call('XGROUP', 'CREATE', stream, ARGV[3], '$')
+local id
+for _, group in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+  for k = 1, #group, 2 do
+    if group[k] == 'name' and group[k + 1] ~= ARGV[3] then break end
+    if group[k] == 'last-delivered-id' then id = group[k + 1] end
+  end
+end
+redis.call('XGROUP', 'DESTROY', stream, ARGV[3])
+if redis.call('EXISTS', meta) == 0 then
+  redis.call('XDEL', stream, id)
+  if redis.call('XLEN', stream) == 0 then redis.call('DEL', stream) end
+  return -2
+end
+if redis.call('HEXISTS', meta, field) == 1 then
+  redis.call('XDEL', stream, id)
+  return -1
+end
+redis.call('HSET', meta, field, id .. ':' .. length)
+redis.call('HINCRBY', meta, 'bytes', length)
+local received = redis.call('HINCRBY', meta, 'received', 1)
+if ARGV[6] ~= '' and redis.call('HGET', meta, 'state') == 'created' then
+  redis.call('HSET', meta, 'state', 'uploading', 'updated_at', ARGV[6])
+end
+redis.call('EXPIRE', stream, ARGV[4])
+redis.call('EXPIRE', meta, ARGV[5])
 return received
 """
-"""Append a sealed chunk unless its index is already stored, in one atomic step (one round trip;
-both keys share the session's hash slot). Returns the new chunk count, -1 for a repeat, -2 when
-the session is gone."""
+"""Runs in the same MULTI/EXEC right after the XADD of the sealed chunk, so nothing comes between
+them: it records that entry in the meta hash, or deletes it again when its index is a repeat (-1)
+or the session is gone (-2, leaving no stream behind). The ciphertext itself is XADDed directly,
+never passed into Lua (a 1 MiB script argument costs Redis about 1 ms of copying), so the script
+learns the entry id from a throwaway consumer group created at ``$`` (O(1)), not by reading it back.
+"""
+PROBE_GROUP = "dodolens:append-probe"
 
 
-async def append_chunk(r, cfg: StreamConfig, sid: str, index: int, data: bytes | bytearray) -> int | None:
+async def append_chunk(r, cfg: StreamConfig, sid: str, index: int, data: bytes | bytearray | memoryview,
+                       *, mark_uploading: bool = False) -> int | None:
     """Seal and append one chunk; returns how many chunks the session now holds, or None when that
     index was already stored (a harmless repeat). Raises :class:`ChunkMissing` if the session is gone.
+
+    With ``mark_uploading`` a session still in ``created`` moves to ``uploading`` in the same step.
+    One round trip: both keys share the session's hash slot.
     """
-    epoch, blob = await asyncio.to_thread(cfg.keyring.seal, data, sid, KIND, index)
-    received = int(await r.eval(APPEND, 2, keys.meta(sid), keys.chunks(sid), f"{CHUNK_FIELD}{index}", index, len(data),
-                                epoch, blob, cfg.max_chunks + 8, cfg.chunk_ttl_s, cfg.session_ttl_s))
+    length = len(data)
+    epoch, blob = cfg.keyring.seal(data, sid, KIND, index)
+    meta, stream = keys.meta(sid), keys.chunks(sid)
+    async with r.pipeline(transaction=True) as pipe:
+        pipe.xadd(stream, {"i": index, "n": length, "ep": epoch, "ct": blob}, maxlen=cfg.max_chunks + 8)
+        pipe.eval(RECORD, 2, meta, stream, f"{CHUNK_FIELD}{index}", length, PROBE_GROUP, cfg.chunk_ttl_s,
+                  cfg.session_ttl_s, repr(time.time()) if mark_uploading else "")
+        _entry, received = await pipe.execute()
+    received = int(received)
     if received == -2:
         raise ChunkMissing("the session is gone (expired or erased)")
     return received if received > 0 else None
@@ -50,7 +83,7 @@ async def read_chunk(r, cfg: StreamConfig, sid: str, index: int, entry_id: str) 
     if not rows:
         raise ChunkMissing(f"chunk {index} of the session is gone (expired or erased)")
     fields = rows[0][1]
-    return await asyncio.to_thread(cfg.keyring.open, int(fields[b"ep"]), fields[b"ct"], sid, KIND, index)
+    return cfg.keyring.open(int(fields[b"ep"]), fields[b"ct"], sid, KIND, index)
 
 
 async def iter_chunks(r, cfg: StreamConfig, sid: str) -> AsyncIterator[bytes]:

@@ -53,8 +53,10 @@ async def publish(r: Redis, cfg: StreamConfig, sid: str, type: EventType, data: 
     payload = orjson.dumps(data or {})
     fields = {b"type": type.value.encode(), b"ts": repr(datetime.now(timezone.utc).timestamp()).encode(), b"data": payload}
     stream = keys.session_events(sid)
-    entry_id = await r.xadd(stream, fields, maxlen=cfg.session_events_maxlen, approximate=True)
-    await r.expire(stream, cfg.session_ttl_s)
+    async with r.pipeline(transaction=True) as pipe:  # one round trip; one key, so one slot on a cluster
+        pipe.xadd(stream, fields, maxlen=cfg.session_events_maxlen, approximate=True)
+        pipe.expire(stream, cfg.session_ttl_s)
+        entry_id, _ = await pipe.execute()
     event = _event(entry_id, fields, sid)
     await r.xadd(keys.EVENTS, {"e": event.model_dump_json()}, maxlen=cfg.global_maxlen, approximate=True)
     for hook in tuple(_hooks):

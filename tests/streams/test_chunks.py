@@ -66,3 +66,41 @@ async def test_appending_to_a_session_that_is_gone_is_refused(redis: Redis, stre
     with pytest.raises(ChunkMissing):
         await append_chunk(redis, stream_cfg, "9" * 32, 0, b"late bytes")
     assert not await redis.exists(keys.chunks("9" * 32), keys.meta("9" * 32))
+
+
+async def test_an_append_leaves_only_its_entry_and_records_its_id(redis: Redis, stream_cfg: StreamConfig) -> None:
+    """The ciphertext is XADDed outside Lua; the bookkeeping learns its id without leaving anything behind."""
+    sid = "f" * 32
+    await create_session(redis, stream_cfg, sid, 30, "video/mp4")
+    assert await append_chunk(redis, stream_cfg, sid, 1, b"y" * 10) == 1
+    assert await append_chunk(redis, stream_cfg, sid, 1, b"y" * 10) is None
+    assert await append_chunk(redis, stream_cfg, sid, 0, b"x" * 10) == 2
+    rows = await redis.xrange(keys.chunks(sid))
+    meta = await get_meta(redis, sid)
+    assert meta is not None
+    assert {index: entry for index, (entry, _n) in chunk_map(meta).items()} == {
+        int(fields[b"i"]): entry_id.decode() for entry_id, fields in rows}
+    assert await redis.xinfo_groups(keys.chunks(sid)) == []
+    assert meta["state"] == "created"
+
+
+async def test_the_first_chunk_can_open_the_upload(redis: Redis, stream_cfg: StreamConfig) -> None:
+    sid = "0" * 32
+    await create_session(redis, stream_cfg, sid, 20, "video/mp4")
+    await append_chunk(redis, stream_cfg, sid, 0, b"z" * 10, mark_uploading=True)
+    meta = await get_meta(redis, sid)
+    assert meta is not None and meta["state"] == "uploading"
+    await redis.hset(keys.meta(sid), "state", "queued")
+    await append_chunk(redis, stream_cfg, sid, 1, b"z" * 10, mark_uploading=True)
+    assert (await get_meta(redis, sid) or {})["state"] == "queued"
+
+
+async def test_a_refused_append_to_a_gone_session_keeps_the_other_entries_out(redis: Redis, stream_cfg: StreamConfig) -> None:
+    """Erased between the meta check and the append: the late chunk is dropped and no stream is left."""
+    sid = "1" * 32
+    await create_session(redis, stream_cfg, sid, 20, "video/mp4")
+    await append_chunk(redis, stream_cfg, sid, 0, b"a" * 10)
+    await redis.delete(keys.meta(sid), keys.chunks(sid))
+    with pytest.raises(ChunkMissing):
+        await append_chunk(redis, stream_cfg, sid, 1, b"b" * 10)
+    assert not await redis.exists(keys.chunks(sid), keys.meta(sid))
