@@ -72,6 +72,20 @@ def fragmented(data: bytes) -> bytes:
     return remux(data, options={"movflags": "frag_keyframe+empty_moov+default_base_moof"})
 
 
+def transport(data: bytes) -> bytes:
+    """The same clip as MPEG-TS: streamable, as broadcast and some Android apps write it."""
+    return remux(data, fmt="mpegts")
+
+
+def matroska(data: bytes) -> bytes:
+    """The same clip as Matroska, the container of WebM (same demuxer): streamable, no index needed.
+
+    Stream-copied, so it keeps H.264 + AAC: a WebM proper (VP9 + Opus) would mean re-encoding 60 s of
+    1080p, minutes on this machine; what the progressive decode depends on is the container.
+    """
+    return remux(data, fmt="matroska")
+
+
 def sized(data: bytes, at_least: int) -> tuple[bytes, float]:
     """The reference's first whole seconds making at least ``at_least`` bytes, and how many seconds."""
     per_second = len(data) / 60.0

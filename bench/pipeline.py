@@ -10,6 +10,7 @@ fixed delay.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,13 +20,23 @@ import httpx
 from bench import clips
 from bench.extraction import extraction_seconds
 from bench.harness import Goal, deployment, median, percentile
+from dodolens import client
 from dodolens.client import analyze_bytes
-from tests.support.fake_openai import CHAT, TRANSCRIPTION, FakeOpenAI, Fault, LocalServer
+from tests.support.fake_openai import (
+    CHAT,
+    TRANSCRIPTION,
+    FakeOpenAI,
+    Fault,
+    LocalServer,
+)
 
 LATENCY_TARGET = 1.5
 LATENCY_ROUNDS = 5
 PROGRESSIVE_TARGET_S = 1.0
-PROGRESSIVE_ROUNDS = 3
+PROGRESSIVE_ROUNDS = 2
+UPLINK_BPS = 100e6
+"""The phone's upload rate for goal 7: a good Wi-Fi or 5G uplink. At full loopback speed the whole
+92 MB arrives in about half a second, which is no upload a phone makes."""
 LOAD_SIZES = (10, 50)
 LOAD_DELAY_S = 0.5
 
@@ -60,27 +71,72 @@ async def session(base: str, data: bytes, content_type: str = "video/mp4") -> Ti
     return timed
 
 
+async def paced_session(base: str, data: bytes, content_type: str, bits_per_s: float) -> Timed:
+    """A session whose chunks leave no faster than ``bits_per_s`` (3 in flight), as a phone's uplink sends them."""
+    timed = Timed()
+    view = memoryview(data)
+    async with httpx.AsyncClient(base_url=base, timeout=60.0) as http:
+        session_ = await client.create(http, len(view), content_type)
+        sid, token, chunk = session_["session_id"], session_["token"], session_["chunk_size"]
+        outcome = client.Outcome(sid, token)
+        ready = asyncio.Event()
+
+        def on_event(event: dict[str, Any]) -> None:
+            timed.events.setdefault(event["type"], time.perf_counter())
+
+        follower = asyncio.create_task(client.follow_events(base, sid, token, on_event, outcome, ready))
+        await asyncio.wait_for(ready.wait(), 10)
+        count = -(-len(view) // chunk)
+        slots = asyncio.Semaphore(3)
+        start = time.perf_counter()
+
+        async def put(index: int) -> None:
+            async with slots:
+                await client.send_chunks(http, sid, token, view, chunk, [index], 1)
+                timed.last_chunk = max(timed.last_chunk, time.perf_counter())
+
+        tasks = []
+        for index in range(count):
+            await asyncio.sleep(max(0.0, start + index * chunk * 8 / bits_per_s - time.perf_counter()))
+            tasks.append(asyncio.create_task(put(index)))
+        await asyncio.gather(*tasks)
+        response = await client.complete(http, sid, token, view, chunk, hashlib.sha256(view).hexdigest())
+        if response.status_code == 202:
+            await asyncio.wait_for(follower, 300)
+        else:
+            follower.cancel()
+        view.release()
+    timed.result, timed.error = outcome.result, outcome.error
+    timed.session_id, timed.token = sid, token
+    return timed
+
+
 def _model_env(fake: FakeOpenAI, server: LocalServer) -> dict[str, str]:
     return {"OPENAI_BASE_URL": server.url + "/v1", "OPENAI_API_KEY": fake.api_key, "DODOLENS_OPENAI_MAX_RETRIES": "0"}
 
 
 def latency_and_progressive(reference: bytes) -> tuple[Goal, Goal]:
-    """Goal 4 (moov-at-end reference clip, zero-latency model) and goal 7 (the same clip as fragmented MP4)."""
+    """Goal 4 (moov-at-end reference clip, zero-latency model) and goal 7 (the same clip in streamable containers)."""
     extraction = extraction_seconds(reference)
-    fragmented = clips.fragmented(reference)
+    streamable = {"fragmented MP4": (clips.fragmented(reference), "video/mp4"),
+                  "MPEG-TS": (clips.transport(reference), "video/mp2t"),
+                  "Matroska": (clips.matroska(reference), "video/x-matroska")}
     fake = FakeOpenAI(transcript="The sofa and the piano come with us.")
     with LocalServer(fake.app) as server, deployment(**_model_env(fake, server)) as (_redis, processes):
         base = processes.gateway()
         processes.worker()
 
-        async def sessions() -> tuple[list[Timed], list[Timed], list[Timed]]:
+        async def sessions() -> tuple[list[Timed], dict[str, list[Timed]], list[Timed], list[Timed]]:
             await session(base, clips.small_clip(0))
             whole = [await session(base, reference) for _ in range(LATENCY_ROUNDS)]
-            frag = [await session(base, fragmented) for _ in range(PROGRESSIVE_ROUNDS)]
-            return whole, frag, whole[:PROGRESSIVE_ROUNDS]
+            paced = {name: [await paced_session(base, data, kind, UPLINK_BPS) for _ in range(PROGRESSIVE_ROUNDS)]
+                     for name, (data, kind) in streamable.items()}
+            flat_out = [await session(base, streamable["fragmented MP4"][0]) for _ in range(PROGRESSIVE_ROUNDS)]
+            plain = [await paced_session(base, reference, "video/mp4", UPLINK_BPS) for _ in range(PROGRESSIVE_ROUNDS)]
+            return whole, paced, flat_out, plain
 
-        whole, frag, plain = asyncio.run(sessions())
-    failures = [t.error for t in whole + frag if t.result is None]
+        whole, paced, flat_out, plain = asyncio.run(sessions())
+    failures = [t.error for t in whole + flat_out + plain + [t for ts in paced.values() for t in ts] if t.result is None]
     done = [t.after_last_chunk("analysis_complete") for t in whole if t.result is not None]
     p50 = median(done) if done else float("inf")
     ratio = p50 / extraction
@@ -92,31 +148,45 @@ def latency_and_progressive(reference: bytes) -> tuple[Goal, Goal]:
         f"last chunk -> analysis_complete: p50 {p50:.3f} s", f"{ratio:.2f}x",
         ratio <= LATENCY_TARGET and not failures,
         [
-            f"{LATENCY_ROUNDS} sessions of the reference clip one after another, through one gateway and one worker "
-            f"process; runs {', '.join(f'{v:.3f}' for v in done)} s",
-            "what the window holds: complete (the gateway re-reads and hashes every chunk to check the SHA-256), "
-            "queueing, decode through the chunk stream, storing frames and audio, transcription + vision calls to "
-            "the local model, the result sink, the events",
+            f"{LATENCY_ROUNDS} sessions of the reference clip one after another, at full loopback speed, through one "
+            f"gateway and one worker process; runs {', '.join(f'{v:.3f}' for v in done)} s",
+            "what the window holds: complete, queueing, the decode through the chunk stream (which also checks the "
+            "declared SHA-256 on its way through the chunks), storing frames and audio, transcription + vision calls "
+            "to the local model, the result sink, the events",
             "worker's own figures per session (decode_s / analysis_s): "
             + ", ".join(f"{t['decode_s']:.2f}/{t['analysis_s']:.2f}" for t in timings),
-            *( [f"failures: {failures}"] if failures else []),
+            *([f"failures: {failures}"] if failures else []),
         ],
     )
-    frag_s = [t.after_last_chunk("frames_extracted") for t in frag if t.result is not None]
-    plain_s = [t.after_last_chunk("frames_extracted") for t in plain if t.result is not None]
+    after = {name: [t.after_last_chunk("frames_extracted") for t in ts if "frames_extracted" in t.events]
+             for name, ts in paced.items()}
+    worst = max((median(v) for v in after.values() if v), default=float("inf"))
+    complete = all(len(v) == PROGRESSIVE_ROUNDS for v in after.values())
+    flat_s = [t.after_last_chunk("frames_extracted") for t in flat_out if "frames_extracted" in t.events]
+    plain_s = [t.after_last_chunk("frames_extracted") for t in plain if "frames_extracted" in t.events]
+    mbps = UPLINK_BPS / 1e6
     progressive = Goal(
-        "progressive", "7. Progressive processing: where it stands (no decoder change made)",
+        "progressive", "7. Progressive processing: frames extracted while the chunks arrive",
         f"frames_extracted <= {PROGRESSIVE_TARGET_S:g} s after the last chunk (60 s streamable clip)",
-        f"moov-at-end MP4: median {median(plain_s):.3f} s" if plain_s else "n/a",
-        f"fragmented MP4: median {median(frag_s):.3f} s" if frag_s else "failed",
-        f"{median(frag_s):.2f} s vs {PROGRESSIVE_TARGET_S:g} s" if frag_s else "n/a",
-        bool(frag_s) and median(frag_s) <= PROGRESSIVE_TARGET_S,
+        f"same clip, MP4 with the index at the end (decoded after complete), {mbps:g} Mb/s: median "
+        + (f"{median(plain_s):.3f} s" if plain_s else "n/a"),
+        "streamable, worst container median " + (f"{worst:.3f} s" if worst != float("inf") else "failed"),
+        f"{worst:.2f} s vs {PROGRESSIVE_TARGET_S:g} s" if worst != float("inf") else "n/a",
+        complete and worst <= PROGRESSIVE_TARGET_S,
         [
-            f"the reference clip stream-copied to fragmented MP4 (frag_keyframe+empty_moov, {len(fragmented) / 1e6:.1f} MB); "
-            f"{PROGRESSIVE_ROUNDS} sessions; last chunk -> frames_extracted: {', '.join(f'{v:.3f}' for v in frag_s)} s",
-            f"same clip with moov at the end: {', '.join(f'{v:.3f}' for v in plain_s)} s",
-            "today decoding starts only after `complete`, for every container: nothing is extracted while chunks "
-            "arrive, so the time after the last chunk is the whole decode of the file",
+            f"the reference clip stream-copied into each container, uploaded at {mbps:g} Mb/s (a good Wi-Fi or 5G "
+            f"uplink: {len(reference) * 8 / UPLINK_BPS:.1f} s for the clip), 3 chunks in flight, {PROGRESSIVE_ROUNDS} "
+            "sessions each; last chunk acknowledged -> frames_extracted:",
+            *[f"{name}: {', '.join(f'{v:.3f}' for v in values)} s" for name, values in after.items()],
+            "Matroska is the WebM container (same demuxer), stream-copied with H.264 + AAC: encoding 60 s of 1080p "
+            "VP9 for a true WebM would take minutes here",
+            "how: a follow job starts with the upload, decodes the container front to back as chunks arrive "
+            "(keyframes only, one candidate per slot of the timeline, audio resampled on the way) and only selects "
+            "and encodes the frames once complete has checked the chunk count (processors/progressive.py)",
+            "fragmented MP4 at full loopback speed (the 92 MB arrive in well under a second, faster than the decode "
+            f"reads them): {', '.join(f'{v:.3f}' for v in flat_s)} s",
+            f"moov-at-end MP4 at {mbps:g} Mb/s, which cannot be decoded before its index arrives with the last chunk: "
+            f"{', '.join(f'{v:.3f}' for v in plain_s)} s",
         ],
     )
     return latency, progressive
