@@ -12,6 +12,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import hashlib
 import logging
 import threading
 import time
@@ -56,6 +57,8 @@ READERS = 4
 video, so "sequential" means following any of them, not only the last read."""
 POLL_MAX_S = 0.05
 """Longest pause between two looks for a chunk that has not arrived yet."""
+HASHER_WAIT_S = 2.0
+"""How long a decode waits for the follow job's SHA-256 verdict before hashing the upload itself."""
 
 
 class Aborted(Exception):
@@ -185,17 +188,43 @@ def arriving_chunks(blocking: BlockingRedis, cfg: WorkerConfig, sid: str, abort:
     return read
 
 
-def decode_checked(reader: BinaryIO, fetcher: ChunkFetcher, limits: DecodeLimits, sha256: str | None) -> DecodedMedia:
-    """Decode, then check the declared SHA-256; a mismatch outranks a decode error (a damaged transfer)."""
+def decode_checked(reader: BinaryIO, fetcher: ChunkFetcher, limits: DecodeLimits, sha256: str | None,
+                   verified: Callable[[], bool] = lambda: False) -> DecodedMedia:
+    """Decode, then check the declared SHA-256; a mismatch outranks a decode error (a damaged transfer).
+
+    ``verified()`` says whether the job that followed the upload already found the SHA-256 right;
+    only if not is it computed here.
+    """
+    def matches() -> bool:
+        return not sha256 or verified() or fetcher.sha256() == sha256
+
     try:
         media = decode_media(reader, limits)
     except DecodeError:
-        if sha256 and fetcher.sha256() != sha256:
+        if not matches():
             raise ChecksumMismatch() from None
         raise
-    if sha256 and fetcher.sha256() != sha256:
+    if not matches():
         raise ChecksumMismatch()
     return media
+
+
+def verified_by_follower(blocking: BlockingRedis, sid: str, sha256: str, wait_s: float) -> Callable[[], bool]:
+    """Whether the follow job hashed the upload as it arrived and found ``sha256``, waiting up to ``wait_s``
+    for its verdict (it is caught up when complete comes, so the verdict is milliseconds behind).
+    A session failed meanwhile (the follow job found a mismatch) stops the decode with ``Aborted``."""
+
+    def verified() -> bool:
+        deadline = time.monotonic() + wait_s
+        while True:
+            state, found = blocking.hmget(keys.meta(sid), ["state", "sha256_verified"])
+            if state is None or state.decode() == State.FAILED:
+                raise Aborted()
+            if found is not None or time.monotonic() >= deadline:
+                return found is not None and found.decode() == sha256
+            time.sleep(0.005)
+
+    return verified
 
 
 async def fail_decode(r: Redis, cfg: WorkerConfig, sid: str, exc: BaseException, failures: list[BaseException]) -> None:
@@ -237,19 +266,21 @@ async def decode_stored(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, si
     """The seeking decode over the stored chunks, within what is left of the processing time bound."""
     abort = threading.Event()
     size, chunk_size = int(meta["size"]), int(meta["chunk_size"])
+    declared, hasher = meta.get("sha256"), meta.get("hasher")
     fetcher = ChunkFetcher(stored_chunks(blocking, cfg, sid, meta), expected_chunks(size, chunk_size), abort,
-                           hashing=bool(meta.get("sha256")))
+                           hashing=bool(declared) and not hasher)
     reader = ChunkReader(size, chunk_size, fetcher, on_chunk=fetcher.offer)
+    verified = verified_by_follower(blocking, sid, declared, HASHER_WAIT_S) if declared and hasher else lambda: False
     budget = cfg.processing_timeout_s - (started - float(meta.get("processing_started_at", started)))
     try:
         media: DecodedMedia = await asyncio.wait_for(
-            asyncio.to_thread(decode_checked, reader, fetcher, cfg.limits, meta.get("sha256")), budget)
+            asyncio.to_thread(decode_checked, reader, fetcher, cfg.limits, declared, verified), budget)
     except TimeoutError:
         abort.set()
         await fail_session(r, cfg.stream, sid, ErrorCode.PROCESSING_TIMEOUT,
                            f"decoding took longer than {cfg.processing_timeout_s:.0f} s", retryable=True)
         return
-    except (DecodeError, ChecksumMismatch, ChunkMissing, SealError) as exc:
+    except (DecodeError, ChecksumMismatch, ChunkMissing, SealError, Aborted) as exc:
         await fail_decode(r, cfg, sid, exc, fetcher.failures)
         return
     finally:
@@ -281,11 +312,11 @@ async def deliver(r: Redis, cfg: WorkerConfig, sid: str, media: DecodedMedia, st
 
 
 async def follow_job(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, job: Job) -> None:
-    """Decode a streamable upload while its chunks arrive, so frames are ready soon after the last one.
+    """Read an upload while its chunks arrive, so little is left to do after the last one.
 
-    Read top to bottom: wait for the first chunk and look at it; an upload that cannot be decoded
-    front to back (MP4 with its index at the end) is left to the decode job queued at completion.
-    Otherwise claim the decode, decode forward as chunks arrive, wait for completion (the client's
+    Read top to bottom: wait for the first chunk and look at it. An upload that cannot be decoded
+    front to back (MP4 with its index at the end) is only hashed as it arrives; its decode job,
+    queued at completion, then need not check the SHA-256 itself. Otherwise claim the decode, decode forward as chunks arrive, wait for completion (the client's
     chunk count and SHA-256), then deliver. Too few keyframes, or a container that fails front to
     back, falls back to the seeking decode once the upload is complete; an upload that goes quiet
     gives the decode back to the completion job.
@@ -307,14 +338,42 @@ async def follow_job(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, job: 
     except (Stalled, Aborted, ChunkMissing):
         return
     head = bytes(first[:512])
-    if not streamable(first[:65536]) or not await claim_decode(r, sid, job.entry_id):
-        return
     keepalive = asyncio.create_task(_keep_pending(r, cfg, job))
     try:
-        await _follow(r, blocking, cfg, sid, size, chunk_size, head, abort, job.entry_id)
+        if streamable(first[:65536]):
+            if await claim_decode(r, sid, job.entry_id):
+                await _follow(r, blocking, cfg, sid, size, chunk_size, head, abort, job.entry_id)
+        elif await update_meta(r, cfg.stream, sid, hasher=job.entry_id):
+            await _hash_arriving(r, blocking, cfg, sid, expected_chunks(size, chunk_size), first, abort)
     finally:
         abort.set()
         keepalive.cancel()
+
+
+async def _hash_arriving(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sid: str, count: int, first: bytes,
+                         abort: threading.Event) -> None:
+    """Hash an upload the decode must wait for (an index at the end) as it arrives, so that checking the
+    SHA-256 declared at completion costs the decode nothing: the verdict goes to the meta
+    (``sha256_verified``), or a mismatch fails the session. A stall just leaves the check to the decode."""
+    read = arriving_chunks(blocking, cfg, sid, abort)
+
+    def digest() -> str:
+        hashed = hashlib.sha256(first)
+        for index in range(1, count):
+            hashed.update(read(index))
+        return hashed.hexdigest()
+
+    try:
+        actual = await in_own_thread(digest)
+    except (Stalled, Aborted, ChunkMissing, SealError):
+        return
+    meta = await _completed_meta(r, cfg, sid, abort)
+    if meta is None or not meta.get("sha256"):
+        return
+    if actual == meta["sha256"]:
+        await update_meta(r, cfg.stream, sid, sha256_verified=actual)
+    else:
+        await fail_decode(r, cfg, sid, ChecksumMismatch(), [])
 
 
 async def _follow(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sid: str, size: int, chunk_size: int,

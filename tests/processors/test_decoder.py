@@ -145,15 +145,20 @@ async def test_a_follow_decode_checks_the_declared_sha256(small_chunks: Runtime,
     assert not any([await redis.exists(k) for k in keys.media_keys(sid)])
 
 
-async def test_an_mp4_with_its_index_at_the_end_waits_for_completion(small_chunks: Runtime, redis: Redis) -> None:
+async def test_an_mp4_with_its_index_at_the_end_is_hashed_as_it_arrives_and_decoded_after_completion(
+    small_chunks: Runtime, redis: Redis
+) -> None:
     video = make_video(duration=4.0, width=640, height=360, noise=3)
+    sha = hashlib.sha256(video).hexdigest()
     async with httpx.AsyncClient(base_url=small_chunks.url) as http:
         sid, auth, count = await upload(http, video)
-        response = await http.post(f"/sessions/{sid}/complete", json={"chunks": count}, headers=auth)
+        response = await http.post(f"/sessions/{sid}/complete", json={"chunks": count, "sha256": sha}, headers=auth)
         assert response.status_code == 202
         kind, data = await final_event(redis, sid)
     assert kind == "frames_extracted" and data["frames"] == 8
     assert await meta_field(redis, sid, "decoder") in await stream_ids(redis, keys.JOBS)
+    assert await meta_field(redis, sid, "hasher") in await stream_ids(redis, keys.FOLLOW)
+    assert await meta_field(redis, sid, "sha256_verified") == sha
     assert await meta_field(redis, sid, "followed") is None
 
 
