@@ -8,8 +8,12 @@ Why it looks like this:
   well spread frames, and only the chosen ones are JPEG-encoded.
 - Every failure is a ``DecodeError`` with a stable code (``schemas.errors.ErrorCode``), and every
   loop is bounded by the input size, so a hostile file cannot hang a worker.
-- Nothing is shared between calls: each call opens its own container, so it is safe from a thread
+- Nothing is shared between calls: each call opens its own containers, so it is safe from a thread
   pool. Decoded frames are dropped as soon as they are reduced to a candidate.
+- Within a call, the work is spread over two cores: the audio is decoded on a second thread through
+  a second container over the same source (``_Window`` serialises their reads), keyframes are shrunk
+  on a worker while the next one is decoded, and the chosen frames are JPEG-encoded two at a time.
+  libav and PIL release the GIL for all the heavy work, so the threads really run side by side.
 """
 
 from __future__ import annotations
@@ -17,14 +21,18 @@ from __future__ import annotations
 import io
 import itertools
 import math
+import threading
 import wave
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import BinaryIO
 
 import av
 import av.error
+import av.filter
+import av.stream
 import numpy as np
 from PIL import Image
 
@@ -53,6 +61,9 @@ MAX_FRAMES_PER_TARGET = 900
 
 TRUNCATION_SLACK = 0.15
 """Video ending this share of the declared duration early (and at least 2 s) means a cut-off file."""
+
+FINISH_THREADS = 2
+"""Threads that JPEG-encode the chosen frames."""
 
 _ISO_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"moof", b"styp", b"sidx"}
 _TRANSPOSE = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_270}
@@ -146,46 +157,170 @@ def decode_media(source: BinaryIO, limits: DecodeLimits = DecodeLimits()) -> Dec
 
 
 def _decode(source: BinaryIO, head: bytes, limits: DecodeLimits) -> DecodedMedia:
-    with _open(source, head, limits) as container:
-        video = _video_stream(container, limits)
-        audio = next((s for s in container.streams.audio if s.codec_context is not None), None)
-        declared = _declared_duration(container, video)
-        if declared is not None and declared > limits.max_duration_s:
-            raise _too_long(declared, limits)
-        audio_wav, measured = _first_pass(container, video, audio, declared, limits)
-        duration = declared if declared is not None else measured
-        if not duration or duration <= 0:
-            raise DecodeError(ErrorCode.DECODE_FAILED, "the video stream holds no decodable frames")
-        budget = frame_budget(duration, limits.frame_count, limits.max_frame_count)
-        shots, video_end = _collect(container, video, duration, budget * CANDIDATES_PER_SLOT, limits)
-        if not shots:
-            if _looks_like_container(head):
-                raise DecodeError(
-                    ErrorCode.TRUNCATED_VIDEO, "no frame could be decoded: the file looks cut off or damaged"
-                )
-            raise DecodeError(ErrorCode.DECODE_FAILED, "no frame of the video could be decoded")
-        if declared is not None and declared - video_end > max(2.0, TRUNCATION_SLACK * declared):
-            raise DecodeError(
-                ErrorCode.TRUNCATED_VIDEO,
-                f"the video declares {declared:.1f} s but its frames stop at {video_end:.1f} s:"
-                " the file looks cut off or damaged",
-            )
-        chosen = select_frames([Candidate(s.timestamp, s.grey) for s in shots], budget)
-        frames = [_finish(shots[i], limits) for i in chosen]
-        turn = (-shots[0].rotation) % 360
-        coded = (video.codec_context.width, video.codec_context.height)
-        width, height = (coded[1], coded[0]) if turn in (90, 270) else coded
-        shots.clear()
-        return DecodedMedia(
-            duration=duration,
-            width=width,
-            height=height,
-            rotation=turn,
-            video_codec=video.codec.canonical_name,
-            container=_container_name(container, head),
-            frames=frames,
-            audio_wav=audio_wav,
+    """The video on this thread, the audio on another (``_AudioPass``), each through its own container."""
+    lock = threading.Lock()
+    audio = _AudioPass(lambda stop: _audio_only(_Window(source, lock), head, limits, stop))
+    try:
+        with _open(_Window(source, lock), head, limits) as container:
+            media = _decode_video(container, head, limits)
+        media.audio_wav = audio.result()
+        return media
+    finally:
+        audio.cancel()
+
+
+def _decode_video(container: av.container.InputContainer, head: bytes, limits: DecodeLimits) -> DecodedMedia:
+    """Everything but the audio: checks, duration, candidates, selection, JPEG frames."""
+    video = _video_stream(container, limits)
+    declared = _declared_duration(container, video)
+    if declared is not None and declared > limits.max_duration_s:
+        raise _too_long(declared, limits)
+    _discard_all_but(container, video)
+    duration = declared if declared is not None else _measure(container, video, limits)
+    if not duration or duration <= 0:
+        raise DecodeError(ErrorCode.DECODE_FAILED, "the video stream holds no decodable frames")
+    budget = frame_budget(duration, limits.frame_count, limits.max_frame_count)
+    shots, video_end = _collect(container, video, duration, budget * CANDIDATES_PER_SLOT, limits)
+    if not shots:
+        if _looks_like_container(head):
+            raise DecodeError(ErrorCode.TRUNCATED_VIDEO, "no frame could be decoded: the file looks cut off or damaged")
+        raise DecodeError(ErrorCode.DECODE_FAILED, "no frame of the video could be decoded")
+    if declared is not None and declared - video_end > max(2.0, TRUNCATION_SLACK * declared):
+        raise DecodeError(
+            ErrorCode.TRUNCATED_VIDEO,
+            f"the video declares {declared:.1f} s but its frames stop at {video_end:.1f} s:"
+            " the file looks cut off or damaged",
         )
+    chosen = select_frames([Candidate(s.timestamp, s.grey) for s in shots], budget)
+    frames = _finish_all([shots[i] for i in chosen], limits)
+    turn = (-shots[0].rotation) % 360
+    coded = (video.codec_context.width, video.codec_context.height)
+    width, height = (coded[1], coded[0]) if turn in (90, 270) else coded
+    shots.clear()
+    return DecodedMedia(
+        duration=duration,
+        width=width,
+        height=height,
+        rotation=turn,
+        video_codec=video.codec.canonical_name,
+        container=_container_name(container, head),
+        frames=frames,
+        audio_wav=None,
+    )
+
+
+class _Window:
+    """A read position of its own over a source shared with another reader.
+
+    Two containers (video seeks, audio pass) read the same seekable source from two threads; each
+    gets a window, and the lock makes every seek-then-read atomic, so neither moves the other's
+    position and the source (``BytesIO``, ``ChunkReader``) is only ever used by one thread at a time.
+    """
+
+    def __init__(self, source: BinaryIO, lock: threading.Lock) -> None:
+        self._source = source
+        self._lock = lock
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_END:
+            with self._lock:
+                offset += self._source.seek(0, io.SEEK_END)
+        elif whence == io.SEEK_CUR:
+            offset += self._position
+        elif whence != io.SEEK_SET:
+            raise ValueError(f"invalid whence: {whence}")
+        if offset < 0:
+            raise ValueError("negative seek position")
+        self._position = offset
+        return offset
+
+    def read(self, size: int = -1) -> bytes:
+        with self._lock:
+            self._source.seek(self._position)
+            data = self._source.read(size)
+        self._position += len(data or b"")
+        return data or b""
+
+
+class _AudioPass:
+    """The audio decode, started at once on its own thread so that it overlaps the video seeks.
+
+    Audio is thousands of small packets, each a few Python round trips holding the GIL; keyframe
+    decoding and scaling are long libav calls that release it. Side by side on two cores they take
+    little longer than the video alone. ``cancel`` stops the pass at its next packet and waits for
+    it, so no read of the source outlives ``decode_media``, whatever it raised.
+    """
+
+    def __init__(self, work: Callable[[threading.Event], bytes | None]) -> None:
+        self._stop = threading.Event()
+        self._work = work
+        self._outcome: list[bytes | None] = []
+        self._error: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, name="dodolens-audio", daemon=True)
+        self._thread.start()
+
+    def result(self) -> bytes | None:
+        """The WAV (None without audio) once the pass is done; re-raises what the pass raised."""
+        self._thread.join()
+        if self._error:
+            raise self._error[0]
+        return self._outcome[0]
+
+    def cancel(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            self._outcome.append(self._work(self._stop))
+        except BaseException as exc:  # noqa: BLE001 - handed over to the caller's thread by result()
+            self._error.append(exc)
+
+
+def _audio_only(source: BinaryIO, head: bytes, limits: DecodeLimits, stop: threading.Event) -> bytes | None:
+    """The first decodable audio track as WAV, from a container of its own; None when there is none.
+
+    The video packets are discarded by the demuxer (an MP4's are then not even read). A file that
+    does not open here fails the video side too, which reports why.
+    """
+    try:
+        container = _open(source, head, limits)
+    except DecodeError:
+        return None
+    with container:
+        audio = next((s for s in container.streams.audio if s.codec_context is not None), None)
+        if audio is None:
+            return None
+        _discard_all_but(container, audio)
+        pcm = _Pcm(limits.audio_rate)
+        try:
+            for packet in container.demux(audio):
+                if stop.is_set():
+                    return None
+                pcm.decode(audio, packet)
+        except av.error.FFmpegError:
+            pass
+        finally:
+            if stop.is_set():
+                pcm.wipe()
+        return pcm.wav()
+
+
+def _discard_all_but(container: av.container.InputContainer, keep: av.stream.Stream) -> None:
+    """Have the demuxer drop every other stream's packets instead of reading them for nothing."""
+    for stream in container.streams:
+        if stream.index != keep.index:
+            stream.discard = av.stream.Discard.all
 
 
 def _peek(source: BinaryIO) -> bytes:
@@ -254,45 +389,108 @@ def _too_long(seconds: float, limits: DecodeLimits) -> DecodeError:
     )
 
 
-def _first_pass(
-    container: av.container.InputContainer,
-    video: av.video.stream.VideoStream,
-    audio: av.audio.stream.AudioStream | None,
-    declared: float | None,
-    limits: DecodeLimits,
-) -> tuple[bytes | None, float | None]:
-    """One read through the file: decode the audio, and measure the video when no duration is declared.
+def _measure(
+    container: av.container.InputContainer, video: av.video.stream.VideoStream, limits: DecodeLimits
+) -> float | None:
+    """The video's length from its last packet, for files that declare none (live WebM, some TS).
 
-    Measuring from the last video packet is exact and costs no video decoding; for Matroska without
-    cues it also lets the demuxer index keyframes, which the seeks that follow need. Skipped when
-    there is neither audio nor a missing duration (an MP4 without audio is never read in full).
+    Exact and costs no decoding; for Matroska without cues it also lets the demuxer index the
+    keyframes that the seeks which follow need. Stops as soon as the length passes the limit.
     """
-    streams = [s for s in (audio, None if declared is not None else video) if s is not None]
-    if not streams:
-        return None, None
     start = video.start_time or 0
     end: float | None = None
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=limits.audio_rate) if audio else None
-    pcm = bytearray()
     try:
-        for packet in container.demux(streams):
-            if packet.stream.index == video.index:
-                if packet.pts is not None:
-                    end = max(end or 0.0, float((packet.pts + packet.duration - start) * video.time_base))
-                    if end > limits.max_duration_s:
-                        raise _too_long(end, limits)
-            elif resampler is not None:
-                _resample(audio, packet, resampler, pcm)
+        for packet in container.demux(video):
+            if packet.pts is not None:
+                end = max(end or 0.0, float((packet.pts + packet.duration - start) * video.time_base))
+                if end > limits.max_duration_s:
+                    raise _too_long(end, limits)
     except av.error.FFmpegError:
         pass
-    if resampler is not None:
-        for frame in resampler.resample(None):
-            pcm += _samples(frame)
-    if not pcm:
-        return None, end
-    wav = _wav(pcm, limits.audio_rate)
-    wipe(pcm)
-    return wav, end
+    return end
+
+
+class _Pcm:
+    """Decoded audio resampled to mono s16 at ``rate``, collected as WAV.
+
+    The same conversion as ``av.AudioResampler`` (abuffer, aformat, abuffersink: the same samples),
+    but frames are pushed into the graph one by one and pulled out in batches, a second at a time.
+    The resampler pulls after every frame and each empty pull raises an exception: that was a third
+    of the audio's cost.
+    """
+
+    BATCH = 32
+    """Frames pushed between two pulls."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._pcm = bytearray()
+        self._graph: av.filter.Graph | None = None
+        self._source: av.filter.context.FilterContext | None = None
+        self._sink: av.filter.context.FilterContext | None = None
+        self._pending = 0
+
+    def decode(self, audio: av.audio.stream.AudioStream, packet: av.Packet) -> None:
+        """Decode one audio packet; a damaged packet, or a frame whose format changed midway, is skipped."""
+        try:
+            frames = audio.decode(packet)
+        except (av.error.FFmpegError, ValueError):
+            return
+        for frame in frames:
+            try:
+                (self._source or self._configure(frame)).push(frame)
+            except av.error.FFmpegError:
+                continue
+            self._pending += 1
+            if self._pending >= self.BATCH:
+                self._pull()
+
+    def wav(self) -> bytes | None:
+        """Flush the resampler; the WAV of everything decoded, or None when nothing was."""
+        if self._source is not None:
+            self._source.push(None)
+            self._pull()
+            self._graph = self._source = self._sink = None
+        if not self._pcm:
+            return None
+        wav = _wav(self._pcm, self.rate)
+        self.wipe()
+        return wav
+
+    def wipe(self) -> None:
+        """Zero and drop the samples collected so far, so no audio lingers in freed memory."""
+        wipe(self._pcm)
+        self._pcm.clear()
+
+    def _configure(self, frame: av.AudioFrame) -> av.filter.context.FilterContext:
+        """The graph, shaped after the first frame as ``av.AudioResampler`` does."""
+        graph = av.filter.Graph()
+        timing = {"time_base": str(frame.time_base)} if frame.time_base is not None else {}
+        source = graph.add(
+            "abuffer",
+            sample_rate=str(frame.sample_rate),
+            sample_fmt=frame.format.name,
+            channel_layout=frame.layout.name,
+            **timing,
+        )
+        convert = graph.add("aformat", sample_rates=str(self.rate), sample_fmts="s16", channel_layouts="mono")
+        sink = graph.add("abuffersink")
+        source.link_to(convert)
+        convert.link_to(sink)
+        graph.configure()
+        graph.set_audio_frame_size(self.rate)
+        self._graph, self._source, self._sink = graph, source, sink
+        return source
+
+    def _pull(self) -> None:
+        """Collect what the graph has ready; it answers EAGAIN when it needs more, EOF once flushed."""
+        self._pending = 0
+        while self._sink is not None:
+            try:
+                mono = self._sink.pull()
+            except (EOFError, av.error.FFmpegError):
+                return
+            self._pcm += _samples(mono)
 
 
 def _resample(
@@ -336,7 +534,8 @@ def _collect(
     (keyframes rarer than targets) decode forward to it. When keyframes proved rarer than the gap to the next target, keep decoding forward instead
     of seeking back to a keyframe already passed. A frame is never taken twice (strictly increasing
     pts), the last frames before EOF stand in for targets the video does not reach, and frames
-    stamped outside the video's duration (damaged timestamps) are passed over.
+    stamped outside the video's duration (damaged timestamps) are passed over. Each frame found is
+    shrunk to a ``_Shot`` on a worker thread while the next one is sought and decoded.
     """
     base = video.time_base
     start = video.start_time or 0
@@ -345,47 +544,48 @@ def _collect(
     if frame_s:
         count = max(1, min(count, round(duration / frame_s)))
     spacing = duration / count
-    shots: list[_Shot] = []
-    frames: Iterator[av.VideoFrame] | None = None
-    position: float | None = None
-    reach = 0.0
-    last_pts: int | None = None
-    video_end = 0.0
-    for index in range(count):
-        target, earliest = (index + 0.5) * spacing, index * spacing - frame_s / 2 - 1e-6
-        landed = True
-        found: av.VideoFrame | None = None
-        behind: av.VideoFrame | None = None
-        ended = True
-        try:
-            if frames is None or position is None or not position < target <= position + reach:
-                frames = _land(container, video, target, spacing / 2, frames)
-                position, landed = None, False
-            for decoded, frame in enumerate(frames, start=1):
-                t = float((frame.pts - start) * base) if frame.pts is not None else math.nan
-                if -1.0 <= t <= duration + 1.0:
-                    if not landed:
-                        landed, reach = True, max(reach, target - t)
-                    position, video_end = t, max(video_end, t + frame_s)
-                    if frame.width * frame.height > limits.max_pixels:
-                        raise DecodeError(ErrorCode.TOO_MANY_PIXELS, "a frame is larger than the pixel limit")
-                    if last_pts is None or frame.pts > last_pts:
-                        if t >= earliest:
-                            found, ended = frame, False
-                            break
-                        behind = frame
-                if decoded >= MAX_FRAMES_PER_TARGET:
-                    ended = False
-                    break
-        except av.error.FFmpegError:
-            frames, ended = None, False
-        found = found or behind
-        if found is not None:
-            shots.append(_shot(found, start, base, limits))
-            last_pts = found.pts
-        if ended:
-            break
-    return shots, video_end
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dodolens-shot") as shrink:
+        shots: list[Future[_Shot]] = []
+        frames: Iterator[av.VideoFrame] | None = None
+        position: float | None = None
+        reach = 0.0
+        last_pts: int | None = None
+        video_end = 0.0
+        for index in range(count):
+            target, earliest = (index + 0.5) * spacing, index * spacing - frame_s / 2 - 1e-6
+            landed = True
+            found: av.VideoFrame | None = None
+            behind: av.VideoFrame | None = None
+            ended = True
+            try:
+                if frames is None or position is None or not position < target <= position + reach:
+                    frames = _land(container, video, target, spacing / 2, frames)
+                    position, landed = None, False
+                for decoded, frame in enumerate(frames, start=1):
+                    t = float((frame.pts - start) * base) if frame.pts is not None else math.nan
+                    if -1.0 <= t <= duration + 1.0:
+                        if not landed:
+                            landed, reach = True, max(reach, target - t)
+                        position, video_end = t, max(video_end, t + frame_s)
+                        if frame.width * frame.height > limits.max_pixels:
+                            raise DecodeError(ErrorCode.TOO_MANY_PIXELS, "a frame is larger than the pixel limit")
+                        if last_pts is None or frame.pts > last_pts:
+                            if t >= earliest:
+                                found, ended = frame, False
+                                break
+                            behind = frame
+                    if decoded >= MAX_FRAMES_PER_TARGET:
+                        ended = False
+                        break
+            except av.error.FFmpegError:
+                frames, ended = None, False
+            found = found or behind
+            if found is not None:
+                shots.append(shrink.submit(_shot, found, start, base, limits))
+                last_pts = found.pts
+            if ended:
+                break
+        return [shot.result() for shot in shots], video_end
 
 
 def _land(
@@ -448,29 +648,42 @@ def _frames(container: av.container.InputContainer, video: av.video.stream.Video
 
 def _shot(frame: av.VideoFrame, start: int, base: Fraction, limits: DecodeLimits) -> _Shot:
     """Shrink a decoded frame to output size (still YUV: half the memory of RGB, and only chosen frames
-    pay for the RGB conversion) plus a grey thumbnail, so the decoded frame itself can go."""
+    pay for the RGB conversion) plus a grey thumbnail, so the decoded frame itself can go.
+
+    Both come from libswscale (area averaging, one thread: the callers already keep the cores busy);
+    the thumbnail is the luma plane of a second, tiny scale, which costs a fifth of a PIL resize.
+    """
     scale = min(1.0, limits.max_long_side / max(frame.width, frame.height))
     width, height = (max(2, round(side * scale / 2) * 2) for side in (frame.width, frame.height))
-    small = frame.reformat(width=width, height=height, format="yuv420p", interpolation="AREA")
+    small = frame.reformat(width=width, height=height, format="yuv420p", interpolation="AREA", threads=1)
     planes = small.to_ndarray()
-    luma = Image.fromarray(planes[:height])
     if width > GREY_WIDTH:
-        luma = luma.resize((GREY_WIDTH, max(1, round(height * GREY_WIDTH / width))), Image.Resampling.BOX)
+        grey_height = max(1, round(height * GREY_WIDTH / width))
+        thumb = small.reformat(width=GREY_WIDTH, height=grey_height, interpolation="AREA", threads=1).planes[0]
+        grey = np.frombuffer(thumb, np.uint8).reshape(grey_height, thumb.line_size)[:, :GREY_WIDTH].copy()
+    else:
+        grey = planes[:height].copy()
     return _Shot(
         timestamp=float((frame.pts - start) * base),
         pts=frame.pts,
         planes=planes,
         colorspace=small.colorspace,
         color_range=frame.color_range,
-        grey=np.asarray(luma),
+        grey=grey,
         rotation=round(frame.rotation / 90) * 90 % 360,
     )
 
 
 def _finish(shot: _Shot, limits: DecodeLimits) -> Frame:
-    """Convert a chosen candidate to RGB in its own colour matrix, turn it upright, encode it as JPEG."""
+    """Convert a chosen candidate to RGB in its own colour matrix, turn it upright, encode it as JPEG.
+
+    The RGB plane goes to PIL in one copy (``VideoFrame.to_image`` makes three, row by row).
+    """
     small = av.VideoFrame.from_ndarray(shot.planes, format="yuv420p")
-    image = small.to_image(src_colorspace=shot.colorspace, src_color_range=shot.color_range)
+    rgb = small.reformat(
+        format="rgb24", src_colorspace=shot.colorspace, src_color_range=shot.color_range, threads=1
+    ).planes[0]
+    image = Image.frombuffer("RGB", (rgb.width, rgb.height), rgb, "raw", "RGB", rgb.line_size, 1)
     if shot.rotation:
         image = image.transpose(_TRANSPOSE[shot.rotation])
     out = io.BytesIO()
@@ -482,6 +695,15 @@ def _finish(shot: _Shot, limits: DecodeLimits) -> Frame:
         height=image.height,
         sharpness=sharpness(shot.grey),
     )
+
+
+def _finish_all(shots: list[_Shot], limits: DecodeLimits) -> list[Frame]:
+    """``_finish`` for each chosen candidate, in order, on two threads: colour conversion and JPEG
+    encoding run in libav and PIL without the GIL, so two frames are finished at once on two cores."""
+    if len(shots) < 2:
+        return [_finish(shot, limits) for shot in shots]
+    with ThreadPoolExecutor(max_workers=FINISH_THREADS, thread_name_prefix="dodolens-jpeg") as pool:
+        return list(pool.map(_finish, shots, itertools.repeat(limits)))
 
 
 def _container_name(container: av.container.InputContainer, head: bytes) -> str:

@@ -10,17 +10,21 @@ import threading
 import wave
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
 from typing import Any
 
+import av
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from processors.decode import DecodedMedia, DecodeError, DecodeLimits, decode_media, frame_budget
+from processors.decode import DecodedMedia, DecodeError, DecodeLimits, _finish, _shot, decode_media, frame_budget
 from schemas.errors import ErrorCode
 from tests.support.videos import corrupt, make_audio_only, make_phone_clip, make_video, truncate
+
+LIMITS = DecodeLimits()
 
 DECODE_CODES = {
     ErrorCode.NOT_A_VIDEO,
@@ -154,6 +158,34 @@ def test_full_hd_frames_are_scaled_to_a_long_side_of_1024(rotation: int, size: t
     assert {jpeg(f.jpeg).size for f in media.frames} == {size}
 
 
+def first_frame(data: bytes) -> av.VideoFrame:
+    with av.open(io.BytesIO(data)) as container:
+        return next(container.decode(video=0))
+
+
+def test_a_candidate_s_grey_picture_is_its_luma_area_averaged_to_128_px_wide() -> None:
+    shot = _shot(first_frame(clip(width=1920, height=1080, fps=8, duration=1.0, audio=None)), 0, Fraction(1, 8), LIMITS)
+    luma = shot.planes[:576].astype(np.float64)
+    blocks = luma.reshape(72, 8, 128, 8).mean(axis=(1, 3))
+    assert shot.grey.shape == (72, 128) and shot.grey.dtype == np.uint8
+    assert np.abs(shot.grey - blocks).max() <= 1.0
+
+
+@pytest.mark.parametrize("rotation", [0, 90])
+def test_a_chosen_candidate_becomes_the_jpeg_of_its_rgb_in_its_own_colour_matrix(rotation: int) -> None:
+    frame = first_frame(clip(width=1920, height=1080, fps=8, duration=1.0, audio=None, rotation=rotation))
+    shot = _shot(frame, 0, Fraction(1, 8), LIMITS)
+    picture = av.VideoFrame.from_ndarray(shot.planes, format="yuv420p").to_image(
+        src_colorspace=shot.colorspace, src_color_range=shot.color_range
+    )
+    turns = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_270}
+    if shot.rotation:
+        picture = picture.transpose(turns[shot.rotation])
+    expected = io.BytesIO()
+    picture.save(expected, format="JPEG", quality=LIMITS.jpeg_quality)
+    assert _finish(shot, LIMITS).jpeg == expected.getvalue()
+
+
 def test_frames_are_never_scaled_up_and_obey_a_custom_long_side() -> None:
     assert {(f.width, f.height) for f in decode(clip(width=160, height=120, audio=None)).frames} == {(160, 120)}
     small = decode(clip(), DecodeLimits(max_long_side=200))
@@ -173,6 +205,80 @@ def test_audio_becomes_16_khz_mono_wav_of_the_same_length(container: str) -> Non
 
 def test_no_audio_track_means_no_wav() -> None:
     assert decode(clip(audio=None)).audio_wav is None
+
+
+@pytest.mark.parametrize("container", ["mp4", "webm"])
+def test_audio_has_exactly_the_samples_of_pyav_s_resampler(container: str) -> None:
+    data = clip(container=container, codec="vp9" if container == "webm" else "h264")
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=16_000)
+    expected = bytearray()
+    with av.open(io.BytesIO(data)) as source:
+        for frame in [*source.decode(audio=0), None]:
+            for mono in resampler.resample(frame):
+                expected += bytes(mono.planes[0])[: mono.samples * 2]
+    with wave.open(io.BytesIO(decode(data).audio_wav or b"")) as wav:
+        assert wav.readframes(wav.getnframes()) == expected
+
+
+class WatchedSource(io.BytesIO):
+    """A BytesIO that notes any call made while another is still running, from whichever thread."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.busy = threading.Lock()
+        self.overlaps = 0
+        self.threads: set[str] = set()
+
+    def _watch(self, call: Callable[[], Any]) -> Any:
+        if not self.busy.acquire(blocking=False):
+            self.overlaps += 1
+            return call()
+        try:
+            self.threads.add(threading.current_thread().name)
+            return call()
+        finally:
+            self.busy.release()
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._watch(lambda: super(WatchedSource, self).read(size))
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._watch(lambda: super(WatchedSource, self).seek(offset, whence))
+
+
+def decode_threads() -> set[str]:
+    return {t.name for t in threading.enumerate() if t.name.startswith("dodolens-")}
+
+
+def test_audio_and_video_are_read_on_two_threads_but_never_at_the_same_time() -> None:
+    data = clip()
+    source = WatchedSource(data)
+    media = decode_media(source)
+    assert source.overlaps == 0
+    assert len(source.threads) == 2
+    assert media.audio_wav == decode(data).audio_wav
+    assert [f.jpeg for f in media.frames] == [f.jpeg for f in decode(data).frames]
+
+
+@pytest.mark.parametrize(
+    ("make", "limits"),
+    [
+        (lambda: clip(), DecodeLimits()),
+        (lambda: clip(), DecodeLimits(max_duration_s=3.0)),
+        (lambda: clip(container="webm", codec="vp9", live=True), DecodeLimits(max_duration_s=3.0)),
+        (lambda: clip(), DecodeLimits(max_pixels=320 * 240 - 1)),
+        (lambda: truncate(clip(), 0.5), DecodeLimits()),
+        (lambda: b"this is a shopping list, not a video\n" * 20, DecodeLimits()),
+    ],
+)
+def test_no_decode_thread_outlives_the_call_whether_it_succeeds_or_fails(
+    make: Callable[[], bytes], limits: DecodeLimits
+) -> None:
+    try:
+        decode(make(), limits)
+    except DecodeError:
+        pass
+    assert not decode_threads()
 
 
 def test_a_phone_recording_covers_every_room_with_sharp_upright_frames() -> None:
