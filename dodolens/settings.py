@@ -69,6 +69,7 @@ class Settings:
     max_deliveries: int = 3
     processing_timeout_s: float = 300.0
     decode_concurrency: int = 2
+    decode_threads: int = 2
     follow_concurrency: int = 8
     follow_idle_s: float = 60.0
     claim_idle_ms: int = 30_000
@@ -114,6 +115,7 @@ class Settings:
             max_deliveries=int(get("MAX_DELIVERIES", d.max_deliveries)),
             processing_timeout_s=float(get("PROCESSING_TIMEOUT", d.processing_timeout_s)),
             decode_concurrency=int(get("DECODE_CONCURRENCY", d.decode_concurrency)),
+            decode_threads=int(get("DECODE_THREADS", d.decode_threads)),
             follow_concurrency=int(get("FOLLOW_CONCURRENCY", d.follow_concurrency)),
             follow_idle_s=float(get("FOLLOW_IDLE", d.follow_idle_s)),
             claim_idle_ms=int(get("CLAIM_IDLE_MS", d.claim_idle_ms)),
@@ -158,7 +160,7 @@ class Settings:
                 max_retries=self.openai_max_retries,
                 image_detail=self.image_detail,
             ),
-            limits=DecodeLimits(frame_count=self.frames),
+            limits=DecodeLimits(frame_count=self.frames, threads=self.decode_threads),
             decode_concurrency=self.decode_concurrency,
             follow_concurrency=self.follow_concurrency,
             follow_idle_s=self.follow_idle_s,

@@ -24,10 +24,10 @@ import math
 import threading
 import wave
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import av
 import av.error
@@ -62,6 +62,8 @@ MAX_FRAMES_PER_TARGET = 900
 TRUNCATION_SLACK = 0.15
 """Video ending this share of the declared duration early (and at least 2 s) means a cut-off file."""
 
+T = TypeVar("T")
+
 FINISH_THREADS = 2
 """Threads that JPEG-encode the chosen frames."""
 
@@ -89,6 +91,10 @@ class DecodeLimits:
     max_duration_s: float = 3600.0
     audio_rate: int = 16_000
     max_frame_count: int = 32
+    threads: int = 2
+    """Threads one decode may use. 1 holds it to one core (the audio after the video, frames shrunk and
+    encoded one at a time, libav single-threaded): a worker that decodes many sessions side by side
+    gets more from one core per decode than from two decodes fighting over both."""
 
 
 @dataclass(frozen=True)
@@ -157,8 +163,14 @@ def decode_media(source: BinaryIO, limits: DecodeLimits = DecodeLimits()) -> Dec
 
 
 def _decode(source: BinaryIO, head: bytes, limits: DecodeLimits) -> DecodedMedia:
-    """The video on this thread, the audio on another (``_AudioPass``), each through its own container."""
+    """The video on this thread, the audio on another (``_AudioPass``), each through its own container;
+    one after the other when ``limits.threads`` is 1."""
     lock = threading.Lock()
+    if limits.threads <= 1:
+        with _open(_Window(source, lock), head, limits) as container:
+            media = _decode_video(container, head, limits)
+        media.audio_wav = _audio_only(_Window(source, lock), head, limits, threading.Event())
+        return media
     audio = _AudioPass(lambda stop: _audio_only(_Window(source, lock), head, limits, stop))
     try:
         with _open(_Window(source, lock), head, limits) as container:
@@ -371,6 +383,8 @@ def _video_stream(container: av.container.InputContainer, limits: DecodeLimits) 
     if width <= 0 or height <= 0:
         raise DecodeError(ErrorCode.DECODE_FAILED, "the video stream declares no usable picture size")
     video.codec_context.options = {"max_pixels": str(limits.max_pixels)}
+    if limits.threads <= 1:
+        video.codec_context.thread_count = 1
     return video
 
 
@@ -544,7 +558,7 @@ def _collect(
     if frame_s:
         count = max(1, min(count, round(duration / frame_s)))
     spacing = duration / count
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dodolens-shot") as shrink:
+    with _executor(limits, 1, "dodolens-shot") as shrink:
         shots: list[Future[_Shot]] = []
         frames: Iterator[av.VideoFrame] | None = None
         position: float | None = None
@@ -700,10 +714,26 @@ def _finish(shot: _Shot, limits: DecodeLimits) -> Frame:
 def _finish_all(shots: list[_Shot], limits: DecodeLimits) -> list[Frame]:
     """``_finish`` for each chosen candidate, in order, on two threads: colour conversion and JPEG
     encoding run in libav and PIL without the GIL, so two frames are finished at once on two cores."""
-    if len(shots) < 2:
+    if len(shots) < 2 or limits.threads <= 1:
         return [_finish(shot, limits) for shot in shots]
     with ThreadPoolExecutor(max_workers=FINISH_THREADS, thread_name_prefix="dodolens-jpeg") as pool:
         return list(pool.map(_finish, shots, itertools.repeat(limits)))
+
+
+class _Inline(Executor):
+    """An executor that runs each task at once on the calling thread (``DecodeLimits.threads`` == 1)."""
+
+    def submit(self, fn: Callable[..., T], /, *args: object, **kwargs: object) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - kept in the future, raised by result() as from a thread
+            future.set_exception(exc)
+        return future
+
+
+def _executor(limits: DecodeLimits, workers: int, name: str) -> Executor:
+    return _Inline() if limits.threads <= 1 else ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
 
 
 def _container_name(container: av.container.InputContainer, head: bytes) -> str:

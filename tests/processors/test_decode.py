@@ -260,6 +260,16 @@ def test_audio_and_video_are_read_on_two_threads_but_never_at_the_same_time() ->
     assert [f.jpeg for f in media.frames] == [f.jpeg for f in decode(data).frames]
 
 
+def test_one_thread_decodes_everything_on_the_calling_thread_with_the_same_result() -> None:
+    data = clip()
+    source = WatchedSource(data)
+    media = decode_media(source, DecodeLimits(threads=1))
+    assert source.threads == {threading.current_thread().name}
+    both = decode(data)
+    assert media.audio_wav == both.audio_wav
+    assert [f.jpeg for f in media.frames] == [f.jpeg for f in both.frames]
+
+
 @pytest.mark.parametrize(
     ("make", "limits"),
     [
