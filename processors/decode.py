@@ -203,12 +203,21 @@ def _decode_video(container: av.container.InputContainer, head: bytes, limits: D
             f"the video declares {declared:.1f} s but its frames stop at {video_end:.1f} s:"
             " the file looks cut off or damaged",
         )
+    media = _selected_media(shots, budget, container, video, head, duration, limits)
+    shots.clear()
+    return media
+
+
+def _selected_media(shots: list[_Shot], budget: int, container: av.container.InputContainer,
+                    video: av.video.stream.VideoStream, head: bytes, duration: float,
+                    limits: DecodeLimits) -> DecodedMedia:
+    """``budget`` frames selected among the candidates and finished, with what the video is; the
+    audio is the caller's to add."""
     chosen = select_frames([Candidate(s.timestamp, s.grey) for s in shots], budget)
     frames = _finish_all([shots[i] for i in chosen], limits)
     turn = (-shots[0].rotation) % 360
     coded = (video.codec_context.width, video.codec_context.height)
     width, height = (coded[1], coded[0]) if turn in (90, 270) else coded
-    shots.clear()
     return DecodedMedia(
         duration=duration,
         width=width,

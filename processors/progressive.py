@@ -29,22 +29,17 @@ from processors.decode import (
     DecodedMedia,
     DecodeError,
     DecodeLimits,
-    _container_name,
     _declared_duration,
-    _finish,
     _open,
-    _resample,
-    _samples,
+    _Pcm,
+    _selected_media,
     _Shot,
     _shot,
     _too_long,
     _video_stream,
-    _wav,
     frame_budget,
 )
-from processors.select import Candidate, select_frames
 from schemas.errors import ErrorCode
-from streams.crypto import wipe
 
 FIRST_SPACING_S = 0.25
 """Closest two candidates may be before the pool first fills: finer than any phone's keyframe interval."""
@@ -120,79 +115,68 @@ def decode_arriving(source: BinaryIO, head: bytes, limits: DecodeLimits | None =
     decode would do better; errors from ``source`` itself (a chunk that never came) propagate.
     """
     limits = limits or DecodeLimits()
-    with _open(source, head, limits) as container:
-        video = _video_stream(container, limits)
-        audio = next((s for s in container.streams.audio if s.codec_context is not None), None)
-        declared = _declared_duration(container, video)
-        if declared is not None and declared > limits.max_duration_s:
-            raise _too_long(declared, limits)
-        base, start = video.time_base, video.start_time or 0
-        pool = CandidatePool()
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=limits.audio_rate) if audio else None
-        pcm = bytearray()
-        end = 0.0
-        rate = video.average_rate or video.guessed_rate
-        frame_s = float(1 / rate) if rate else 0.0
+    pcm = _Pcm(limits.audio_rate)
+    try:
+        with _open(source, head, limits) as container:
+            return _decode_forward(container, head, limits, pcm)
+    finally:
+        pcm.wipe()
 
-        def take(frames: list[av.VideoFrame]) -> None:
-            for frame in frames:
-                if frame.pts is None:
+
+def _decode_forward(container: av.container.InputContainer, head: bytes, limits: DecodeLimits, pcm: _Pcm) -> DecodedMedia:
+    """``decode_arriving`` once the container is open; ``pcm`` collects the audio (wiped by the caller)."""
+    video = _video_stream(container, limits)
+    audio = next((s for s in container.streams.audio if s.codec_context is not None), None)
+    declared = _declared_duration(container, video)
+    if declared is not None and declared > limits.max_duration_s:
+        raise _too_long(declared, limits)
+    base, start = video.time_base, video.start_time or 0
+    pool = CandidatePool()
+    end = 0.0
+    rate = video.average_rate or video.guessed_rate
+    frame_s = float(1 / rate) if rate else 0.0
+
+    def take(frames: list[av.VideoFrame]) -> None:
+        for frame in frames:
+            if frame.pts is None:
+                continue
+            if frame.width * frame.height > limits.max_pixels:
+                raise DecodeError(ErrorCode.TOO_MANY_PIXELS, "a frame is larger than the pixel limit")
+            capacity = 2 * CANDIDATES_PER_SLOT * frame_budget(end, limits.frame_count, limits.max_frame_count)
+            pool.add(_shot(frame, start, base, limits), capacity)
+
+    try:
+        for packet in container.demux([s for s in (video, audio) if s is not None]):
+            if packet.stream.index == video.index:
+                if packet.pts is None:
                     continue
-                if frame.width * frame.height > limits.max_pixels:
-                    raise DecodeError(ErrorCode.TOO_MANY_PIXELS, "a frame is larger than the pixel limit")
-                capacity = 2 * CANDIDATES_PER_SLOT * frame_budget(end, limits.frame_count, limits.max_frame_count)
-                pool.add(_shot(frame, start, base, limits), capacity)
-
-        try:
-            for packet in container.demux([s for s in (video, audio) if s is not None]):
-                if packet.stream.index == video.index:
-                    if packet.pts is None:
+                seconds = float((packet.pts - start) * base)
+                end = max(end, seconds + (float(packet.duration * base) if packet.duration else frame_s))
+                if end > limits.max_duration_s:
+                    raise _too_long(end, limits)
+                if packet.is_keyframe and pool.wants(seconds):
+                    try:
+                        take(video.decode(packet))
+                    except av.error.FFmpegError:
                         continue
-                    seconds = float((packet.pts - start) * base)
-                    end = max(end, seconds + (float(packet.duration * base) if packet.duration else frame_s))
-                    if end > limits.max_duration_s:
-                        raise _too_long(end, limits)
-                    if packet.is_keyframe and pool.wants(seconds):
-                        try:
-                            take(video.decode(packet))
-                        except av.error.FFmpegError:
-                            continue
-                elif resampler is not None and audio is not None:
-                    _resample(audio, packet, resampler, pcm)
-            take(video.decode(None))
-        except av.error.FFmpegError as exc:
-            raise DecodeError(ErrorCode.DECODE_FAILED, f"the video could not be decoded: {exc}") from exc
-        if resampler is not None:
-            for frame in resampler.resample(None):
-                pcm += _samples(frame)
-        # Read front to back, a fragmented MP4 declares only its first fragment: what was read is the truth.
-        duration = max(declared or 0.0, end)
-        if not pool.shots or not duration or duration <= 0:
-            raise TooFewKeyframes("no keyframe was decoded")
-        if declared is not None and declared - end > max(2.0, TRUNCATION_SLACK * declared):
-            raise DecodeError(
-                ErrorCode.TRUNCATED_VIDEO,
-                f"the video declares {declared:.1f} s but its frames stop at {end:.1f} s:"
-                " the file looks cut off or damaged",
-            )
-        budget = frame_budget(duration, limits.frame_count, limits.max_frame_count)
-        if len(pool.shots) < min(budget, max(1, math.floor(duration / max(frame_s, 1e-3)))):
-            raise TooFewKeyframes(f"{len(pool.shots)} keyframes for a budget of {budget} frames")
-        shots = pool.shots
-        chosen = select_frames([Candidate(s.timestamp, s.grey) for s in shots], budget)
-        frames = [_finish(shots[i], limits) for i in chosen]
-        turn = (-shots[0].rotation) % 360
-        coded = (video.codec_context.width, video.codec_context.height)
-        width, height = (coded[1], coded[0]) if turn in (90, 270) else coded
-        audio_wav = _wav(pcm, limits.audio_rate) if pcm else None
-        wipe(pcm)
-        return DecodedMedia(
-            duration=duration,
-            width=width,
-            height=height,
-            rotation=turn,
-            video_codec=video.codec.canonical_name,
-            container=_container_name(container, head),
-            frames=frames,
-            audio_wav=audio_wav,
+            elif audio is not None:
+                pcm.decode(audio, packet)
+        take(video.decode(None))
+    except av.error.FFmpegError as exc:
+        raise DecodeError(ErrorCode.DECODE_FAILED, f"the video could not be decoded: {exc}") from exc
+    # Read front to back, a fragmented MP4 declares only its first fragment: what was read is the truth.
+    duration = max(declared or 0.0, end)
+    if not pool.shots or not duration or duration <= 0:
+        raise TooFewKeyframes("no keyframe was decoded")
+    if declared is not None and declared - end > max(2.0, TRUNCATION_SLACK * declared):
+        raise DecodeError(
+            ErrorCode.TRUNCATED_VIDEO,
+            f"the video declares {declared:.1f} s but its frames stop at {end:.1f} s:"
+            " the file looks cut off or damaged",
         )
+    budget = frame_budget(duration, limits.frame_count, limits.max_frame_count)
+    if len(pool.shots) < min(budget, max(1, math.floor(duration / max(frame_s, 1e-3)))):
+        raise TooFewKeyframes(f"{len(pool.shots)} keyframes for a budget of {budget} frames")
+    media = _selected_media(pool.shots, budget, container, video, head, duration, limits)
+    media.audio_wav = pcm.wav()
+    return media
