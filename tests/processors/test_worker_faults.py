@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import signal
 import subprocess
@@ -11,17 +12,19 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
 
-from dodolens.client import analyze_bytes
+from dodolens.client import analyze_bytes, create, send_chunks
 from dodolens.runner import Runtime
 from dodolens.settings import Settings
 from processors.worker import run_group
 from streams import keys
 from streams.config import StreamConfig
 from streams.connection import Redis
+from streams.events import history
 from streams.jobs import enqueue
-from tests.support.fake_openai import CHAT, Fault, FakeOpenAI, LocalServer
+from tests.support.fake_openai import CHAT, FakeOpenAI, Fault, LocalServer
 from tests.support.videos import make_video
 
 SECRET = "ab" * 32
@@ -133,3 +136,39 @@ async def test_a_worker_runs_at_most_its_concurrency(redis: Redis) -> None:
     await asyncio.wait_for(run_group(redis, cfg, stream=keys.JOBS, group=keys.DECODERS, consumer="c", handler=handler,
                                      concurrency=2, claim_idle_ms=60_000, max_deliveries=3, block_ms=100, stop=stop), 20)
     assert peak == 2 and done == 8
+
+
+async def test_a_follow_job_whose_worker_dies_is_taken_over_and_decoded_once(settings: Settings, model,
+                                                                              redis: Redis) -> None:
+    """A worker killed while decoding an upload as it arrives: another claims the follow job, reads the
+    upload again from its first chunk, and the session gets its frames exactly once."""
+    s = fault_settings(settings, model, chunk_size=64 * 1024)
+    video = make_video(duration=6.0, width=640, height=360, noise=3, container="webm", codec="vp9", audio="opus")
+    async with Runtime(s, workers=False) as gateway, httpx.AsyncClient(base_url=gateway.url) as http:
+        session = await create(http, len(video), "video/webm")
+        sid, token, chunk = session["session_id"], session["token"], session["chunk_size"]
+        count = -(-len(video) // chunk)
+        half = count // 2
+        doomed = spawn_worker(s)
+        try:
+            await send_chunks(http, sid, token, memoryview(video), chunk, list(range(half)), 3, None)
+            async with asyncio.timeout(60):
+                while int(await redis.hget(keys.meta(sid), "followed") or 0) < half:
+                    await asyncio.sleep(0.05)
+        finally:
+            doomed.kill()
+            doomed.wait()
+        owner = (await redis.hget(keys.meta(sid), "decoder")).decode()
+        assert owner in {entry.decode() for entry, _ in await redis.xrange(keys.FOLLOW)}
+        async with Runtime(s, gateway=False):
+            await send_chunks(http, sid, token, memoryview(video), chunk, list(range(half, count)), 3, None)
+            response = await http.post(f"/sessions/{sid}/complete", headers={"Authorization": f"Bearer {token}"},
+                                       json={"chunks": count, "sha256": hashlib.sha256(video).hexdigest()})
+            assert response.status_code == 202
+            async with asyncio.timeout(60):
+                while "analysis_complete" not in [e.type for e in await history(redis, sid)]:
+                    await asyncio.sleep(0.1)
+    types = [e.type for e in await history(redis, sid)]
+    assert types.count("frames_extracted") == 1 and "error" not in types
+    assert (await redis.hget(keys.meta(sid), "decoder")).decode() == owner
+    assert await redis.xlen(keys.DEAD) == 0
