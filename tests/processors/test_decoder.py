@@ -39,23 +39,38 @@ async def final_event(redis: Redis, sid: str, timeout_s: float = 60.0) -> tuple[
             await asyncio.sleep(0.05)
 
 
-async def test_a_declared_sha256_that_matches_lets_the_frames_through(runtime: Runtime, redis: Redis) -> None:
+async def complete(http: httpx.AsyncClient, sid: str, auth: dict[str, str], count: int, sha256: str | None = None) -> None:
+    body = {"chunks": count, **({"sha256": sha256} if sha256 else {})}
+    response = await http.post(f"/sessions/{sid}/complete", json=body, headers=auth)
+    assert response.status_code == 202, response.text
+
+
+@pytest.fixture(params=[8, 0], ids=["with_follow_jobs", "without_follow_jobs"])
+async def deployment(settings: Settings, request: pytest.FixtureRequest) -> AsyncIterator[Runtime]:
+    """A DodoLens whose workers hash uploads as they arrive, or do not (then the decode checks the SHA-256)."""
+    rt = await Runtime(replace(settings, follow_concurrency=request.param)).start()
+    try:
+        yield rt
+    finally:
+        await rt.stop()
+
+
+async def test_a_declared_sha256_that_matches_lets_the_frames_through(deployment: Runtime, redis: Redis) -> None:
+    rt = deployment
     video = make_video(duration=4.0, width=640, height=360, noise=3)
-    async with httpx.AsyncClient(base_url=runtime.url) as http:
+    async with httpx.AsyncClient(base_url=rt.url) as http:
         sid, auth, count = await upload(http, video)
-        sha = hashlib.sha256(video).hexdigest()
-        response = await http.post(f"/sessions/{sid}/complete", json={"chunks": count, "sha256": sha}, headers=auth)
-        assert response.status_code == 202
+        await complete(http, sid, auth, count, hashlib.sha256(video).hexdigest())
         kind, data = await final_event(redis, sid)
     assert kind == "frames_extracted" and data["frames"] == 8
 
 
-async def test_a_sha256_mismatch_is_a_final_error_and_no_frame_is_stored(runtime: Runtime, redis: Redis) -> None:
+async def test_a_sha256_mismatch_is_a_final_error_and_no_frame_is_stored(deployment: Runtime, redis: Redis) -> None:
+    rt = deployment
     video = make_video(duration=4.0, width=640, height=360, noise=3)
-    async with httpx.AsyncClient(base_url=runtime.url) as http:
+    async with httpx.AsyncClient(base_url=rt.url) as http:
         sid, auth, count = await upload(http, video)
-        response = await http.post(f"/sessions/{sid}/complete", json={"chunks": count, "sha256": "0" * 64}, headers=auth)
-        assert response.status_code == 202
+        await complete(http, sid, auth, count, "0" * 64)
         kind, data = await final_event(redis, sid)
         status = (await http.get(f"/sessions/{sid}", headers=auth)).json()
     assert kind == "error" and data["code"] == "checksum_mismatch" and not data["retryable"]
@@ -63,15 +78,13 @@ async def test_a_sha256_mismatch_is_a_final_error_and_no_frame_is_stored(runtime
     assert not any([await redis.exists(k) for k in keys.media_keys(sid)])
 
 
-async def test_a_damaged_transfer_reports_the_checksum_rather_than_the_decode(runtime: Runtime, redis: Redis) -> None:
+async def test_a_damaged_transfer_reports_the_checksum_rather_than_the_decode(deployment: Runtime, redis: Redis) -> None:
     """Bytes damaged on the way fail to decode too; the checksum names the real cause."""
+    rt = deployment
     video = make_video(duration=4.0, width=640, height=360, noise=3)
-    damaged = corrupt(video, seed=7, flips=4096)
-    async with httpx.AsyncClient(base_url=runtime.url) as http:
-        sid, auth, count = await upload(http, damaged)
-        sha = hashlib.sha256(video).hexdigest()
-        response = await http.post(f"/sessions/{sid}/complete", json={"chunks": count, "sha256": sha}, headers=auth)
-        assert response.status_code == 202
+    async with httpx.AsyncClient(base_url=rt.url) as http:
+        sid, auth, count = await upload(http, corrupt(video, seed=7, flips=4096))
+        await complete(http, sid, auth, count, hashlib.sha256(video).hexdigest())
         kind, data = await final_event(redis, sid)
     assert kind == "error" and data["code"] == "checksum_mismatch"
 
@@ -122,9 +135,7 @@ async def test_a_streamable_upload_is_decoded_while_its_chunks_arrive(small_chun
         await until(read_all_but_the_last, redis=redis, sid=sid)
         assert await meta_field(redis, sid, "decoder") in await stream_ids(redis, keys.FOLLOW)
         await send_chunks(http, sid, token, memoryview(video), chunk, [count - 1], 1, None)
-        sha = hashlib.sha256(video).hexdigest()
-        auth = {"Authorization": f"Bearer {token}"}
-        assert (await http.post(f"/sessions/{sid}/complete", json={"chunks": count, "sha256": sha}, headers=auth)).status_code == 202
+        await complete(http, sid, {"Authorization": f"Bearer {token}"}, count, hashlib.sha256(video).hexdigest())
         kind, data = await final_event(redis, sid)
     assert kind == "frames_extracted" and data["frames"] == 8 and data["audio"]
     assert abs(data["duration"] - 8.0) < 0.2 and data["timestamps"][-1] > 5.0
@@ -138,8 +149,7 @@ async def test_a_follow_decode_checks_the_declared_sha256(small_chunks: Runtime,
     async with httpx.AsyncClient(base_url=small_chunks.url) as http:
         sid, auth, count = await upload(http, video)
         await until(lambda: _has(redis, sid, "followed", str(count)), redis=redis, sid=sid)
-        response = await http.post(f"/sessions/{sid}/complete", json={"chunks": count, "sha256": "1" * 64}, headers=auth)
-        assert response.status_code == 202
+        await complete(http, sid, auth, count, "1" * 64)
         kind, data = await final_event(redis, sid)
     assert kind == "error" and data["code"] == "checksum_mismatch"
     assert not any([await redis.exists(k) for k in keys.media_keys(sid)])
@@ -152,8 +162,7 @@ async def test_an_mp4_with_its_index_at_the_end_is_hashed_as_it_arrives_and_deco
     sha = hashlib.sha256(video).hexdigest()
     async with httpx.AsyncClient(base_url=small_chunks.url) as http:
         sid, auth, count = await upload(http, video)
-        response = await http.post(f"/sessions/{sid}/complete", json={"chunks": count, "sha256": sha}, headers=auth)
-        assert response.status_code == 202
+        await complete(http, sid, auth, count, sha)
         kind, data = await final_event(redis, sid)
     assert kind == "frames_extracted" and data["frames"] == 8
     assert await meta_field(redis, sid, "decoder") in await stream_ids(redis, keys.JOBS)
@@ -172,8 +181,7 @@ async def test_an_upload_that_goes_quiet_is_given_back_to_the_completion_decode(
         await until(lambda: _has(redis, sid, "followed", "2"))
         await until(lambda: _has(redis, sid, "decoder", None), timeout_s=10)
         await send_chunks(http, sid, token, memoryview(video), chunk, list(range(2, count)), 3, None)
-        auth = {"Authorization": f"Bearer {token}"}
-        assert (await http.post(f"/sessions/{sid}/complete", json={"chunks": count}, headers=auth)).status_code == 202
+        await complete(http, sid, {"Authorization": f"Bearer {token}"}, count)
         kind, data = await final_event(redis, sid)
     assert kind == "frames_extracted"
     assert await meta_field(redis, sid, "decoder") in await stream_ids(redis, keys.JOBS)
@@ -184,7 +192,7 @@ async def test_too_few_keyframes_fall_back_to_the_seeking_decode(small_chunks: R
     async with httpx.AsyncClient(base_url=small_chunks.url) as http:
         sid, auth, count = await upload(http, video)
         await until(lambda: _has(redis, sid, "followed", str(count)), redis=redis, sid=sid)
-        assert (await http.post(f"/sessions/{sid}/complete", json={"chunks": count}, headers=auth)).status_code == 202
+        await complete(http, sid, auth, count)
         kind, data = await final_event(redis, sid)
     assert kind == "frames_extracted" and data["frames"] == 8
     assert data["timestamps"][-1] > 4.0
