@@ -103,8 +103,8 @@ def run(reference: bytes) -> Goal:
         f"2 worker processes: median {two:.1f} sessions/min", f"{ratio:.2f}x", ratio >= TARGET and failures == 0,
         [
             f"each round: {SESSIONS} sessions of a {seconds:.0f} s 1080p H.264 12 Mb/s + AAC clip ({len(data) / 1e6:.0f} MB, "
-            "the reference's first seconds) uploaded first, then all completed at once (no SHA-256, so the gateway "
-            "does not hash); timed from the first complete to the last analysis_complete (analysis skipped: no model)",
+            "the reference's first seconds) uploaded first, then all completed at once (no SHA-256 declared, so "
+            "nothing to check); timed from the first complete to the last analysis_complete (analysis skipped: no model)",
             f"rounds ({'/'.join(map(str, PLAN))} workers): 1 worker {', '.join(f'{v:.1f}' for v in results[1])} "
             f"sessions/min; 2 workers {', '.join(f'{v:.1f}' for v in results[2])} sessions/min; failures {failures}",
             "workers: `python -m dodolens.cli worker`, REDIS_URL + shared DODOLENS_MASTER_SECRET, "
