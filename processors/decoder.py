@@ -30,7 +30,7 @@ from streams.audit import audit
 from streams.blocking import chunk_entry_blocking, read_chunk_blocking
 from streams.chunks import ChunkMissing
 from streams.connection import RETRYABLE, BlockingRedis, Redis
-from streams.crypto import SealError
+from streams.crypto import SealError, wipe
 from streams.events import publish
 from streams.jobs import Job, enqueue, touch
 from streams.lifecycle import fail_session, pending_meta
@@ -73,7 +73,7 @@ class ChecksumMismatch(Exception):
     """The uploaded bytes do not hash to the SHA-256 the client declared at completion."""
 
 
-ReadChunk = Callable[[int], bytes]
+ReadChunk = Callable[[int], bytearray]
 """A blocking read of one chunk, run on the decode thread (or its read-ahead thread), never on the loop."""
 
 
@@ -91,12 +91,12 @@ class ChunkFetcher:
         self.digest = OrderedDigest(count)
         self._hashing = hashing
         self._read, self._count, self._abort = read, count, abort
-        self._ahead: dict[int, concurrent.futures.Future[bytes]] = {}
+        self._ahead: dict[int, concurrent.futures.Future[bytearray]] = {}
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._recent: collections.deque[int] = collections.deque([-1], maxlen=READERS)
 
-    def __call__(self, index: int) -> bytes:
+    def __call__(self, index: int) -> bytearray:
         try:
             if self._abort.is_set():
                 raise Aborted()
@@ -105,7 +105,7 @@ class ChunkFetcher:
             sequential = index - 1 in self._recent
             self._recent.append(index)
             for stale in [i for i in self._ahead if not any(r < i <= r + READ_AHEAD for r in self._recent)]:
-                self._ahead.pop(stale).cancel()
+                _discard(self._ahead.pop(stale))
             if sequential:
                 for ahead in range(index + 1, min(index + 1 + READ_AHEAD, self._count)):
                     if ahead not in self._ahead:
@@ -122,7 +122,7 @@ class ChunkFetcher:
 
     def close(self) -> None:
         for future in self._ahead.values():
-            future.cancel()
+            _discard(future)
         self._ahead.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -134,7 +134,7 @@ class ChunkFetcher:
         with self._lock:
             self.digest.offer(index, data)
 
-    def _fetch(self, index: int) -> bytes:
+    def _fetch(self, index: int) -> bytearray:
         data = self._read(index)
         self.offer(index, data)
         return data
@@ -145,11 +145,17 @@ class ChunkFetcher:
         return self._pool
 
 
+def _discard(future: concurrent.futures.Future[bytearray]) -> None:
+    """Drop a read-ahead nobody will use: cancelled if it has not run, its plaintext wiped if it has."""
+    if not future.cancel() and future.done() and future.exception() is None:
+        wipe(future.result())
+
+
 def stored_chunks(blocking: BlockingRedis, cfg: WorkerConfig, sid: str, meta: dict[str, str]) -> ReadChunk:
     """Read a chunk the meta says is stored (an upload that is complete)."""
     entries = chunk_map(meta)
 
-    def read(index: int) -> bytes:
+    def read(index: int) -> bytearray:
         if index not in entries:
             raise ChunkMissing(f"chunk {index} of the session is not stored")
         return read_chunk_blocking(blocking, cfg.stream, sid, index, entries[index][0])
@@ -165,7 +171,7 @@ def arriving_chunks(blocking: BlockingRedis, cfg: WorkerConfig, sid: str, abort:
     stops the wait at once.
     """
 
-    def read(index: int) -> bytes:
+    def read(index: int) -> bytearray:
         waited, pause = 0.0, 0.002
         while True:
             if abort.is_set():
@@ -337,10 +343,10 @@ async def follow_job(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, job: 
         first = await in_own_thread(arriving_chunks(blocking, cfg, sid, abort), 0)
     except (Stalled, Aborted, ChunkMissing):
         return
-    head = bytes(first[:512])
+    head, looks_streamable = bytes(first[:512]), streamable(first[:65536])
     keepalive = asyncio.create_task(_keep_pending(r, cfg, job))
     try:
-        if streamable(first[:65536]):
+        if looks_streamable:
             if await claim_decode(r, sid, job.entry_id):
                 await _follow(r, blocking, cfg, sid, size, chunk_size, head, abort, job.entry_id)
         elif await update_meta(r, cfg.stream, sid, hasher=job.entry_id):
@@ -348,9 +354,10 @@ async def follow_job(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, job: 
     finally:
         abort.set()
         keepalive.cancel()
+        wipe(first)
 
 
-async def _hash_arriving(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sid: str, count: int, first: bytes,
+async def _hash_arriving(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sid: str, count: int, first: bytearray,
                          abort: threading.Event) -> None:
     """Hash an upload the decode must wait for (an index at the end) as it arrives, so that checking the
     SHA-256 declared at completion costs the decode nothing: the verdict goes to the meta
@@ -360,7 +367,9 @@ async def _hash_arriving(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, s
     def digest() -> str:
         hashed = hashlib.sha256(first)
         for index in range(1, count):
-            hashed.update(read(index))
+            chunk = read(index)
+            hashed.update(chunk)
+            wipe(chunk)
         return hashed.hexdigest()
 
     try:

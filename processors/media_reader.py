@@ -22,7 +22,7 @@ from streams.crypto import wipe
 class ChunkReader(io.RawIOBase):
     """Random access over ``size`` bytes split into ``chunk_size`` chunks (the last one may be shorter)."""
 
-    def __init__(self, size: int, chunk_size: int, fetch: Callable[[int], bytes], cache_chunks: int = 4,
+    def __init__(self, size: int, chunk_size: int, fetch: Callable[[int], bytes | bytearray], cache_chunks: int = 4,
                  on_chunk: Callable[[int, bytearray], None] | None = None) -> None:
         """``on_chunk(index, data)`` sees every chunk a read uses, fetched or cached: a checksum fed in
         order must not stall on a chunk that another read position fetched first."""
@@ -96,7 +96,7 @@ class ChunkReader(io.RawIOBase):
             return self._cache[index]
         expected = min(self.chunk_size, self.size - index * self.chunk_size)
         self.fetches += 1
-        chunk = bytearray(self._fetch(index))
+        chunk = _owned(self._fetch(index))
         if len(chunk) != expected:
             wipe(chunk)
             raise OSError(f"chunk {index} has {len(chunk)} bytes, expected {expected}")
@@ -111,6 +111,11 @@ class ChunkReader(io.RawIOBase):
 
 
 
+def _owned(data: bytes | bytearray) -> bytearray:
+    """A chunk as a buffer the reader can wipe: a fetched ``bytearray`` is taken as is, ``bytes`` copied."""
+    return data if isinstance(data, bytearray) else bytearray(data)
+
+
 class ArrivingReader(io.RawIOBase):
     """Forward-only reads over ``size`` bytes of chunks fetched in index order, each once.
 
@@ -118,7 +123,7 @@ class ArrivingReader(io.RawIOBase):
     MPEG-TS) front to back without looking for an index at the end that has not arrived yet.
     """
 
-    def __init__(self, size: int, chunk_size: int, fetch: Callable[[int], bytes]) -> None:
+    def __init__(self, size: int, chunk_size: int, fetch: Callable[[int], bytes | bytearray]) -> None:
         super().__init__()
         if size < 0 or chunk_size <= 0:
             raise ValueError("size must be >= 0 and chunk_size > 0")
@@ -144,7 +149,7 @@ class ArrivingReader(io.RawIOBase):
         index, offset = divmod(self.position, self.chunk_size)
         if index != self._index:
             wipe(self._chunk)
-            self._chunk = bytearray(self._fetch(index))
+            self._chunk = _owned(self._fetch(index))
             self._index = index
             expected = min(self.chunk_size, self.size - index * self.chunk_size)
             if len(self._chunk) != expected:
@@ -177,7 +182,10 @@ class OrderedDigest:
             self._hash.update(data)
             self.next += 1
 
-    def hexdigest(self, fetch: Callable[[int], bytes]) -> str:
+    def hexdigest(self, fetch: Callable[[int], bytes | bytearray]) -> str:
         while self.next < self.count:
-            self.offer(self.next, fetch(self.next))
+            chunk = fetch(self.next)
+            self.offer(self.next, chunk)
+            if isinstance(chunk, bytearray):
+                wipe(chunk)
         return self._hash.hexdigest()

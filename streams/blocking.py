@@ -15,13 +15,14 @@ from streams.connection import BlockingRedis
 from streams.sessions import CHUNK_FIELD
 
 
-def read_chunk_blocking(client: BlockingRedis, cfg: StreamConfig, sid: str, index: int, entry_id: str) -> bytes:
-    """Chunk ``index`` (stream entry ``entry_id``), opened; ``ChunkMissing`` if it is gone."""
+def read_chunk_blocking(client: BlockingRedis, cfg: StreamConfig, sid: str, index: int, entry_id: str) -> bytearray:
+    """Chunk ``index`` (stream entry ``entry_id``), opened into a buffer the reader wipes; ``ChunkMissing``
+    if it is gone."""
     rows = client.xrange(keys.chunks(sid), min=entry_id, max=entry_id, count=1)
     if not rows:
         raise ChunkMissing(f"chunk {index} of the session is gone (expired or erased)")
     fields = rows[0][1]
-    return cfg.keyring.open(int(fields[b"ep"]), fields[b"ct"], sid, KIND, index)
+    return cfg.keyring.open_wipeable(int(fields[b"ep"]), fields[b"ct"], sid, KIND, index)
 
 
 def chunk_entry_blocking(client: BlockingRedis, sid: str, index: int) -> tuple[str | None, str | None]:

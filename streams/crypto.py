@@ -92,13 +92,28 @@ class Keyring:
 
     def open(self, epoch: int, blob: bytes, sid: str, kind: str, index: int = 0) -> bytes:
         """Decrypt a blob sealed by :meth:`seal`; only the current and previous epochs open."""
+        aead, view = self._opening(epoch, blob)
+        try:
+            return aead.decrypt(view[:NONCE_BYTES], view[NONCE_BYTES:], associated_data(sid, kind, index))
+        except InvalidTag as exc:
+            raise SealError("ciphertext does not open for this session, kind and index") from exc
+
+    def open_wipeable(self, epoch: int, blob: bytes, sid: str, kind: str, index: int = 0) -> bytearray:
+        """:meth:`open` into a ``bytearray`` the caller can :func:`wipe` once done (``bytes`` cannot be),
+        with one copy fewer for the readers that keep chunks in ``bytearray`` anyway."""
+        aead, view = self._opening(epoch, blob)
+        out = bytearray(len(view) - NONCE_BYTES - TAG_BYTES)
+        try:
+            aead.decrypt_into(view[:NONCE_BYTES], view[NONCE_BYTES:], associated_data(sid, kind, index), out)
+        except InvalidTag as exc:
+            wipe(out)
+            raise SealError("ciphertext does not open for this session, kind and index") from exc
+        return out
+
+    def _opening(self, epoch: int, blob: bytes) -> tuple[AESGCM, memoryview]:
         now = self.epoch()
         if epoch not in (now, now - 1):
             raise SealError(f"key epoch {epoch} is outside the readable window")
         if len(blob) < NONCE_BYTES + TAG_BYTES:
             raise SealError("ciphertext too short")
-        view = memoryview(blob)
-        try:
-            return self._aead(epoch).decrypt(view[:NONCE_BYTES], view[NONCE_BYTES:], associated_data(sid, kind, index))
-        except InvalidTag as exc:
-            raise SealError("ciphertext does not open for this session, kind and index") from exc
+        return self._aead(epoch), memoryview(blob)

@@ -18,6 +18,17 @@ def test_round_trip() -> None:
     assert k.open(epoch, blob, "s1", "chunk", 3) == b"video bytes"
 
 
+def test_a_chunk_opens_into_a_buffer_that_can_be_wiped() -> None:
+    k = Keyring.generate()
+    epoch, blob = k.seal(b"video bytes", "s1", "chunk", 3)
+    plain = k.open_wipeable(epoch, blob, "s1", "chunk", 3)
+    assert isinstance(plain, bytearray) and plain == b"video bytes"
+    wipe(plain)
+    assert plain == bytes(11)
+    with pytest.raises(SealError):
+        k.open_wipeable(epoch, blob, "s1", "chunk", 4)
+
+
 @pytest.mark.parametrize("sid,kind,index", [("s2", "chunk", 3), ("s1", "frame", 3), ("s1", "chunk", 4)])
 def test_ciphertext_moved_to_another_session_kind_or_index_does_not_open(sid: str, kind: str, index: int) -> None:
     k = Keyring.generate()
