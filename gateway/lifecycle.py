@@ -1,9 +1,11 @@
-"""How an upload ends at the gateway — queued for decoding or erased — whatever protocol brought it."""
+"""How an upload begins and ends at the gateway — created, queued for decoding or erased — whatever
+protocol brought it."""
 
 from __future__ import annotations
 
 import time
 
+from gateway.auth import issue_token, new_session_id
 from gateway.config import GatewayConfig, ResultStore
 from gateway.errors import ApiError
 from schemas.api import ErasureReceipt
@@ -14,9 +16,36 @@ from streams.connection import Redis
 from streams.events import publish
 from streams.jobs import enqueue
 from streams.lifecycle import erase_session, fail_session
-from streams.sessions import State, expected_chunks, missing_chunks, set_state
+from streams.sessions import (
+    State,
+    create_session,
+    expected_chunks,
+    missing_chunks,
+    set_state,
+)
 
 UPLOADABLE = frozenset({State.CREATED, State.UPLOADING})
+
+
+async def begin_upload(r: Redis, cfg: GatewayConfig, size: int, content_type: str, *, protocol: str | None = None,
+                       follow: bool = True) -> tuple[str, str, float]:
+    """Create the session of an upload of ``size`` bytes; returns its id, its token and the token's expiry.
+
+    ``follow`` queues the job that reads the upload while it arrives (``processors.decoder.follow_job``);
+    a partial tus upload, never decoded on its own, goes without.
+    """
+    sid = new_session_id()
+    await create_session(r, cfg.stream, sid, size, content_type)
+    tagged = {"protocol": protocol} if protocol else {}
+    if protocol:
+        await r.hset(keys.meta(sid), "protocol", protocol)
+    token, expires = issue_token(cfg.stream.keyring, sid, cfg.token_ttl_s)
+    await publish(r, cfg.stream, sid, EventType.SESSION_CREATED,
+                  {"size": size, "chunks": expected_chunks(size, cfg.stream.chunk_size), **tagged})
+    await audit(r, cfg.stream, "session_created", sid, size=size, **tagged)
+    if follow:
+        await enqueue(r, cfg.stream, keys.FOLLOW, sid)
+    return sid, token, expires
 
 
 async def complete_upload(r: Redis, cfg: GatewayConfig, sid: str, meta: dict[str, str], *, chunks: int | None = None,

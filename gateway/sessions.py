@@ -10,25 +10,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.auth import check_token, issue_token, new_session_id, valid_session_id
+from gateway.auth import check_token, valid_session_id
 from gateway.config import GatewayConfig
 from gateway.errors import ApiError
-from gateway.lifecycle import UPLOADABLE, complete_upload, erase_upload
+from gateway.lifecycle import UPLOADABLE, begin_upload, complete_upload, erase_upload
 from schemas.api import Accepted, ChunkStored, Complete, CreateSession, SessionCreated, SessionStatus
 from schemas.events import EventType
 from schemas.result import decode_result
-from streams import keys
-from streams.audit import audit
 from streams.chunks import append_chunk
 from streams.connection import Redis
 from streams.crypto import wipe
 from streams.events import publish
-from streams.jobs import enqueue
 from streams.sessions import (
     State,
     active_sessions,
     chunk_map,
-    create_session,
     expected_chunks,
     expected_length,
     get_fields,
@@ -104,13 +100,8 @@ async def create(request: Request) -> Response:
     if await active_sessions(r, cfg.stream) >= cfg.max_sessions:
         raise ApiError(429, "too_many_sessions", "the service is busy; retry later",
                        headers={"Retry-After": str(cfg.retry_after_s)})
-    sid = new_session_id()
-    await create_session(r, cfg.stream, sid, body.size, body.content_type or "application/octet-stream")
-    token, expires = issue_token(cfg.stream.keyring, sid, cfg.token_ttl_s)
+    sid, token, expires = await begin_upload(r, cfg, body.size, body.content_type or "application/octet-stream")
     count = expected_chunks(body.size, cfg.stream.chunk_size)
-    await publish(r, cfg.stream, sid, EventType.SESSION_CREATED, {"size": body.size, "chunks": count})
-    await audit(r, cfg.stream, "session_created", sid, size=body.size)
-    await enqueue(r, cfg.stream, keys.FOLLOW, sid)
     out = SessionCreated(session_id=sid, token=token, chunk_size=cfg.stream.chunk_size, max_chunks=count, expires_at=expires)
     return json_response(out, 201)
 

@@ -24,14 +24,13 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.auth import check_token, issue_token, new_session_id, valid_session_id
+from gateway.auth import check_token, valid_session_id
 from gateway.config import GatewayConfig
 from gateway.errors import ApiError
-from gateway.lifecycle import UPLOADABLE, complete_upload, erase_upload
+from gateway.lifecycle import UPLOADABLE, begin_upload, complete_upload, erase_upload
 from gateway.sessions import authorize
 from schemas.events import EventType
 from streams import keys
-from streams.audit import audit
 from streams.chunks import ChunkMissing, read_chunk
 from streams.connection import RETRYABLE, Redis
 from streams.crypto import wipe
@@ -41,7 +40,6 @@ from streams.sessions import (
     State,
     active_sessions,
     chunk_map,
-    create_session,
     expected_chunks,
     get_meta,
     set_state,
@@ -275,18 +273,6 @@ async def options(request: Request) -> Response:
     })
 
 
-async def new_session(request: Request, length: int, content_type: str, protocol: str) -> tuple[str, str]:
-    cfg, r = _cfg(request), _redis(request)
-    sid = new_session_id()
-    await create_session(r, cfg.stream, sid, length, content_type)
-    await r.hset(keys.meta(sid), "protocol", protocol)
-    token, _expires = issue_token(cfg.stream.keyring, sid, cfg.token_ttl_s)
-    await publish(r, cfg.stream, sid, EventType.SESSION_CREATED,
-                  {"size": length, "chunks": expected_chunks(length, cfg.stream.chunk_size), "protocol": protocol})
-    await audit(r, cfg.stream, "session_created", sid, size=length, protocol=protocol)
-    return sid, token
-
-
 def has_body(request: Request) -> bool:
     return request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
 
@@ -314,7 +300,8 @@ async def create(request: Request) -> Response:
     if await active_sessions(r, cfg.stream) >= cfg.max_sessions:
         raise ApiError(429, "too_many_sessions", "the service is busy; retry later",
                        headers={"Retry-After": str(cfg.retry_after_s)})
-    sid, token = await new_session(request, length, content_type_of(metadata), PARTIAL if concat else PROTOCOL)
+    sid, token, _expires = await begin_upload(r, cfg, length, content_type_of(metadata),
+                                              protocol=PARTIAL if concat else PROTOCOL, follow=not concat)
     upload = await create_upload(r, cfg.stream, sid, length, concat=concat, metadata=stored_metadata)
     headers = {"Location": f"/files/{sid}", "Upload-Token": token}
     if body:
@@ -366,7 +353,7 @@ async def create_final(request: Request, concat: str, metadata: dict[str, bytes 
     length = sum(p.length for p in parts)
     if length > cfg.stream.max_size:
         raise ApiError(413, "video_too_large", f"videos are limited to {cfg.stream.max_size} bytes")
-    sid, token = await new_session(request, length, content_type_of(metadata), PROTOCOL)
+    sid, token, _expires = await begin_upload(r, cfg, length, content_type_of(metadata), protocol=PROTOCOL)
     listed = "final;" + " ".join(f"/files/{p.sid}" for p in parts)
     await create_upload(r, cfg.stream, sid, length, concat=listed, metadata=stored_metadata)
     count = expected_chunks(length, cfg.stream.chunk_size)

@@ -201,3 +201,23 @@ async def test_too_few_keyframes_fall_back_to_the_seeking_decode(small_chunks: R
 
 async def _has(redis: Redis, sid: str, name: str, value: str | None) -> bool:
     return await meta_field(redis, sid, name) == value
+
+
+async def test_a_tus_upload_is_followed_like_a_chunk_upload(small_chunks: Runtime, redis: Redis) -> None:
+    video = make_video(duration=6.0, width=640, height=360, noise=3, container="mpegts")
+    tus = {"Tus-Resumable": "1.0.0"}
+    async with httpx.AsyncClient(base_url=small_chunks.url) as http:
+        created = await http.post("/files/", headers={**tus, "Upload-Length": str(len(video))})
+        assert created.status_code == 201, created.text
+        sid = created.headers["Location"].rsplit("/", 1)[1]
+        patch = {**tus, "Authorization": f"Bearer {created.headers['Upload-Token']}",
+                 "Content-Type": "application/offset+octet-stream"}
+        piece = 100_000
+        for offset in range(0, len(video), piece):
+            sent = await http.patch(f"/files/{sid}", content=video[offset : offset + piece],
+                                    headers={**patch, "Upload-Offset": str(offset)})
+            assert sent.status_code == 204, sent.text
+        kind, data = await final_event(redis, sid)
+    assert kind == "frames_extracted" and data["frames"] == 8
+    assert await meta_field(redis, sid, "decoder") in await stream_ids(redis, keys.FOLLOW)
+    assert await meta_field(redis, sid, "followed") == str(-(-len(video) // (64 * 1024)))
