@@ -36,6 +36,7 @@ import av.stream
 import numpy as np
 from PIL import Image
 
+from processors.media_reader import seek_position
 from processors.select import Candidate, select_frames, sharpness
 from schemas.errors import ErrorCode
 from streams.crypto import wipe
@@ -253,17 +254,12 @@ class _Window:
         return self._position
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_END:
-            with self._lock:
-                offset += self._source.seek(0, io.SEEK_END)
-        elif whence == io.SEEK_CUR:
-            offset += self._position
-        elif whence != io.SEEK_SET:
-            raise ValueError(f"invalid whence: {whence}")
-        if offset < 0:
-            raise ValueError("negative seek position")
-        self._position = offset
-        return offset
+        self._position = seek_position(self._position, offset, whence, self._size)
+        return self._position
+
+    def _size(self) -> int:
+        with self._lock:
+            return self._source.seek(0, io.SEEK_END)
 
     def read(self, size: int = -1) -> bytes:
         with self._lock:

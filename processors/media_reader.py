@@ -19,6 +19,21 @@ from collections.abc import Callable
 from streams.crypto import wipe
 
 
+def seek_position(position: int, offset: int, whence: int, size: Callable[[], int]) -> int:
+    """Where a seek from ``position`` lands, as ``io`` defines it; ``size()`` is asked only for SEEK_END."""
+    if whence == io.SEEK_SET:
+        target = offset
+    elif whence == io.SEEK_CUR:
+        target = position + offset
+    elif whence == io.SEEK_END:
+        target = size() + offset
+    else:
+        raise ValueError(f"invalid whence: {whence}")
+    if target < 0:
+        raise ValueError("negative seek position")
+    return target
+
+
 class ChunkReader(io.RawIOBase):
     """Random access over ``size`` bytes split into ``chunk_size`` chunks (the last one may be shorter)."""
 
@@ -50,18 +65,8 @@ class ChunkReader(io.RawIOBase):
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         self._check_open()
-        if whence == io.SEEK_SET:
-            position = offset
-        elif whence == io.SEEK_CUR:
-            position = self._position + offset
-        elif whence == io.SEEK_END:
-            position = self.size + offset
-        else:
-            raise ValueError(f"invalid whence: {whence}")
-        if position < 0:
-            raise ValueError("negative seek position")
-        self._position = position
-        return position
+        self._position = seek_position(self._position, offset, whence, lambda: self.size)
+        return self._position
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         """Fill ``buffer`` from the current position; fewer bytes only at end of file."""
