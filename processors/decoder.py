@@ -322,10 +322,11 @@ async def follow_job(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, job: 
 
     Read top to bottom: wait for the first chunk and look at it. An upload that cannot be decoded
     front to back (MP4 with its index at the end) is only hashed as it arrives; its decode job,
-    queued at completion, then need not check the SHA-256 itself. Otherwise claim the decode, decode forward as chunks arrive, wait for completion (the client's
-    chunk count and SHA-256), then deliver. Too few keyframes, or a container that fails front to
-    back, falls back to the seeking decode once the upload is complete; an upload that goes quiet
-    gives the decode back to the completion job.
+    queued at completion, then need not check the SHA-256 itself. Otherwise claim the decode,
+    decode forward as chunks arrive, wait for completion (the client's chunk count and SHA-256),
+    then deliver. Too few keyframes, or a container that fails front to back, falls back to the
+    seeking decode once the upload is complete; an upload that goes quiet gives the decode back to
+    the completion job.
     """
     sid = job.session_id
     meta = await pending_meta(r, sid)
