@@ -40,6 +40,7 @@ from streams.sessions import (
     chunk_map,
     claim_decode,
     expected_chunks,
+    get_fields,
     get_meta,
     is_erased,
     release_decode,
@@ -79,6 +80,9 @@ ReadChunk = Callable[[int], bytearray]
 
 class ChunkFetcher:
     """``fetch(index)`` for a reader on the decode thread: reads with a blocking client, reads ahead.
+
+    Calls take turns: the two containers of one decode share their reader behind one lock
+    (``processors.decode._Window``); only the read-ahead thread runs beside them.
 
     Sequential reads (the audio pass, a streamable container) are read ahead by ``READ_AHEAD``
     chunks on a thread of their own, so Redis reads and decryption overlap decoding. Every chunk
@@ -407,10 +411,17 @@ async def _follow(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sid: str
 
     fetcher = ChunkFetcher(arriving_chunks(blocking, cfg, sid, abort, on_read), count, abort)
     reader = ArrivingReader(size, chunk_size, fetcher)
+
+    def decode_and_hash() -> tuple[DecodedMedia, str]:
+        """The front-to-back decode, then the SHA-256 of every byte: a demuxer may stop before the
+        end of the file, and the bytes it left unread are part of what the client declared."""
+        return decode_arriving(reader, head, cfg.limits), fetcher.sha256()
+
     media: DecodedMedia | None = None
+    actual = ""
     problem: BaseException | None = None
     try:
-        media = await in_own_thread(decode_arriving, reader, head, cfg.limits)
+        media, actual = await in_own_thread(decode_and_hash)
     except (Stalled, Aborted, ChunkMissing, SealError) as exc:
         problem = exc
     except (DecodeError, TooFewKeyframes, OSError, ValueError) as exc:
@@ -434,21 +445,23 @@ async def _follow(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sid: str
         await decode_stored(r, blocking, cfg, sid, meta, started)
         return
     declared = meta.get("sha256")
-    if declared and fetcher.digest.next == count and fetcher.sha256() != declared:
+    if declared and actual != declared:
         await fail_decode(r, cfg, sid, ChecksumMismatch(), [])
         return
     await deliver(r, cfg, sid, media, started, followed=count)
 
 
 async def _completed_meta(r: Redis, cfg: WorkerConfig, sid: str, abort: threading.Event) -> dict[str, str] | None:
-    """The meta once complete has queued the session; None if the upload goes quiet or the session ends."""
+    """The meta once complete has queued the session; None if the upload goes quiet or the session ends.
+
+    Polled every 10 ms, so it reads only the state: the whole meta holds a field per chunk."""
     waited = 0.0
     while waited < cfg.follow_idle_s and not abort.is_set():
-        meta = await get_meta(r, sid)
-        if meta is None or meta["state"] == State.FAILED:
+        state = await get_fields(r, sid)
+        if state is None or state["state"] == State.FAILED:
             return None
-        if meta["state"] not in (State.CREATED, State.UPLOADING):
-            return meta
+        if state["state"] not in (State.CREATED, State.UPLOADING):
+            return await get_meta(r, sid)
         await asyncio.sleep(0.01)
         waited += 0.01
     return None
