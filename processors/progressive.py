@@ -1,17 +1,20 @@
-"""Decoding an upload while it is still arriving: streamable containers, read front to back once.
+"""Decoding an upload while it is still arriving: read front to back once.
 
 A WebM/Matroska file, a fragmented or fast-start MP4 and an MPEG-TS stream can be demuxed from
-their first bytes, so frames and audio are extracted while the phone is still sending chunks,
-and little is left to do when the last one lands. An MP4 with its index at the end cannot: it
-waits for ``processors.decode``'s seeking decode.
+their first bytes (``processors.sniff.streamable``), so frames and audio are extracted while the
+phone is still sending chunks, and little is left to do when the last one lands. So can an MP4
+with its index at the end once the chunks holding that index are stored: our clients send them
+first (``processors.sniff.leading_chunks``). An MP4 sent in plain order waits for
+``processors.decode``'s seeking decode.
 
-Front to back, seeking is not possible, so candidates are keyframes, one per slot of the timeline,
-the slots doubling in length whenever the pool fills (the duration is not known yet): the pool
-ends up evenly spread over the whole video with at most ``2 * CANDIDATES_PER_SLOT * budget``
-frames held. Only keyframe
-packets reach the video decoder. The same selection and JPEG finishing as the seeking decode then
-pick the frames. When a video has too few keyframes for its frame budget, ``TooFewKeyframes``
-tells the caller to use the seeking decode, which walks to frames between keyframes.
+Front to back, seeking is not possible, so candidates are keyframes, one per slot of the timeline.
+The slots start as long as the seeking decode's spacing when the container declares its duration,
+and double in length whenever the pool fills (a fragmented MP4 or a live WebM declares none): the
+pool ends up evenly spread over the whole video with at most ``2 * CANDIDATES_PER_SLOT * budget``
+frames held. Only keyframe packets reach the video decoder. The same selection and JPEG finishing
+as the seeking decode then pick the frames. When a video has too few keyframes for its frame
+budget, ``TooFewKeyframes`` tells the caller to use the seeking decode, which walks to frames
+between keyframes.
 """
 
 from __future__ import annotations
@@ -49,35 +52,6 @@ class TooFewKeyframes(Exception):
     """The video's keyframes are too rare for its frame budget; the seeking decode must take over."""
 
 
-def streamable(head: bytes) -> bool:
-    """Whether a file starting with ``head`` can be decoded front to back.
-
-    Matroska/WebM (EBML magic), MPEG-TS or M2TS (sync bytes every 188/192 bytes) and ISO BMFF whose
-    ``moov`` comes before any ``mdat`` (fragmented or fast-start MP4/MOV). Anything else (an MP4 with
-    its index at the end, or an unknown format) is not.
-    """
-    if head.startswith(b"\x1a\x45\xdf\xa3"):
-        return True
-    if len(head) > 376 and head[0] == head[188] == head[376] == 0x47:
-        return True
-    if len(head) > 388 and head[4] == head[196] == head[388] == 0x47:
-        return True
-    position = 0
-    while position + 8 <= len(head):
-        size = int.from_bytes(head[position : position + 4], "big")
-        kind = head[position + 4 : position + 8]
-        if kind == b"moov":
-            return True
-        if kind == b"mdat" or not kind.isascii():
-            return False
-        if size == 1 and position + 16 <= len(head):
-            size = int.from_bytes(head[position + 8 : position + 16], "big")
-        if size < 8:
-            return False
-        position += size
-    return False
-
-
 @dataclass
 class CandidatePool:
     """At most one keyframe candidate per ``spacing``-long slot of the timeline, the first in it.
@@ -108,6 +82,16 @@ class CandidatePool:
         return math.floor(seconds / self.spacing)
 
 
+def _first_spacing(declared: float | None, limits: DecodeLimits) -> float:
+    """Slots as long as the seeking decode's spacing when the container declares its duration (an MP4
+    whose index came first, most Matroska files): then only the keyframes it would have picked are
+    decoded, not every one until the pool fills."""
+    if not declared:
+        return FIRST_SPACING_S
+    budget = frame_budget(declared, limits.frame_count, limits.max_frame_count)
+    return max(FIRST_SPACING_S, declared / (CANDIDATES_PER_SLOT * budget))
+
+
 def decode_arriving(source: BinaryIO, head: bytes, limits: DecodeLimits | None = None) -> DecodedMedia:
     """Decode a streamable ``source`` (read forward only) into selected frames and audio.
 
@@ -131,7 +115,7 @@ def _decode_forward(container: av.container.InputContainer, head: bytes, limits:
     if declared is not None and declared > limits.max_duration_s:
         raise _too_long(declared, limits)
     base, start = video.time_base, video.start_time or 0
-    pool = CandidatePool()
+    pool = CandidatePool(_first_spacing(declared, limits))
     end = 0.0
     rate = video.average_rate or video.guessed_rate
     frame_s = float(1 / rate) if rate else 0.0

@@ -8,7 +8,8 @@ import pytest
 
 from processors.decode import DecodeError, DecodeLimits, decode_media
 from processors.media_reader import ArrivingReader
-from processors.progressive import CandidatePool, TooFewKeyframes, decode_arriving, streamable
+from processors.progressive import CandidatePool, TooFewKeyframes, decode_arriving
+from processors.sniff import streamable
 from tests.support.videos import make_video
 
 CHUNK = 64 * 1024
@@ -40,17 +41,6 @@ def test_streamable_containers_decode_front_to_back_like_the_seeking_decode(kind
     assert media.audio_wav is not None and seeking.audio_wav is not None
     assert abs(len(media.audio_wav) - len(seeking.audio_wav)) < 16_000 * 2 * 0.1
     assert (media.width, media.height, media.container) == (seeking.width, seeking.height, seeking.container)
-
-
-def test_an_mp4_with_its_index_at_the_end_is_not_streamable() -> None:
-    assert not streamable(make_video(duration=2.0)[:CHUNK])
-    assert not streamable(b"")
-    assert not streamable(b"not a video at all" * 100)
-
-
-def test_a_fast_start_mp4_is_streamable() -> None:
-    video = make_video(duration=2.0, faststart=True)
-    assert streamable(video[:CHUNK])
 
 
 def test_a_video_with_too_few_keyframes_is_left_to_the_seeking_decode() -> None:
