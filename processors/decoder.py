@@ -1,9 +1,9 @@
 """Decoder jobs: chunks (never assembled) -> PyAV -> frames + audio in Redis.
 
 Two jobs can decode a session and exactly one does (``claim_decode``): the follow job, started
-when the upload begins, decodes a streamable container while chunks arrive; the decode job,
-queued at completion, does a seeking decode of the stored chunks (an MP4 with its index at the
-end, or whatever the follow job gave back).
+when the upload begins, decodes a streamable container (or an MP4 whose index was sent first)
+while chunks arrive; the decode job, queued at completion, does a seeking decode of the stored
+chunks (an MP4 sent in plain order, or whatever the follow job gave back).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from typing import BinaryIO, TypeVar
 from processors.config import WorkerConfig
 from processors.decode import DecodedMedia, DecodeError, DecodeLimits, decode_media
 from processors.media_reader import ArrivingReader, ChunkReader, OrderedDigest
-from processors.progressive import TooFewKeyframes, decode_arriving, streamable
+from processors.progressive import TooFewKeyframes, decode_arriving
+from processors.sniff import HEAD_BYTES, leading_chunks, streamable
 from schemas.errors import ErrorCode
 from schemas.events import EventType
 from streams import keys
@@ -36,6 +37,7 @@ from streams.jobs import Job, enqueue, touch
 from streams.lifecycle import fail_session, pending_meta
 from streams.media import delete_media, store_media
 from streams.sessions import (
+    CHUNK_FIELD,
     State,
     chunk_map,
     claim_decode,
@@ -324,11 +326,12 @@ async def deliver(r: Redis, cfg: WorkerConfig, sid: str, media: DecodedMedia, st
 async def follow_job(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, job: Job) -> None:
     """Read an upload while its chunks arrive, so little is left to do after the last one.
 
-    Read top to bottom: wait for the first chunk and look at it. An upload that cannot be decoded
-    front to back (MP4 with its index at the end) is only hashed as it arrives; its decode job,
-    queued at completion, then need not check the SHA-256 itself. Otherwise claim the decode,
-    decode forward as chunks arrive, wait for completion (the client's chunk count and SHA-256),
-    then deliver. Too few keyframes, or a container that fails front to back, falls back to the
+    Read top to bottom: wait for the first chunk and look at it. A streamable container, or an MP4
+    whose index at the end was sent first (``processors.sniff.leading_chunks``: our clients do),
+    can be decoded front to back: claim the decode, decode forward as chunks arrive, wait for
+    completion (the client's chunk count and SHA-256), then deliver. Any other upload (an MP4 sent
+    in plain order) is only hashed as it arrives; its decode job, queued at completion, then need
+    not check the SHA-256 itself. Too few keyframes, or a container that fails front to back, falls back to the
     seeking decode once the upload is complete; an upload that goes quiet gives the decode back to
     the completion job.
     """
@@ -348,18 +351,26 @@ async def follow_job(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, job: 
         first = await in_own_thread(arriving_chunks(blocking, cfg, sid, abort), 0)
     except (Stalled, Aborted, ChunkMissing):
         return
-    head, looks_streamable = bytes(first[:512]), streamable(first[:65536])
+    with memoryview(first) as view:
+        head, looks_streamable = bytes(view[:512]), streamable(view[:HEAD_BYTES])
+        index = [] if looks_streamable else leading_chunks(view[:HEAD_BYTES], size, chunk_size)
+    index_first = bool(index) and await _all_stored(r, sid, index)
     keepalive = asyncio.create_task(_keep_pending(r, cfg, job))
     try:
-        if looks_streamable:
+        if looks_streamable or index_first:
             if await claim_decode(r, sid, job.entry_id):
-                await _follow(r, blocking, cfg, sid, size, chunk_size, head, abort, job.entry_id)
+                await _follow(r, blocking, cfg, sid, size, chunk_size, head, abort, job.entry_id, seekable=index_first)
         elif await update_meta(r, cfg.stream, sid, hasher=job.entry_id):
             await _hash_arriving(r, blocking, cfg, sid, expected_chunks(size, chunk_size), first, abort)
     finally:
         abort.set()
         keepalive.cancel()
         wipe(first)
+
+
+async def _all_stored(r: Redis, sid: str, indexes: list[int]) -> bool:
+    fields = await get_fields(r, sid, *(f"{CHUNK_FIELD}{i}" for i in indexes))
+    return fields is not None and all(f"{CHUNK_FIELD}{i}" in fields for i in indexes)
 
 
 async def _hash_arriving(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sid: str, count: int, first: bytearray,
@@ -391,26 +402,32 @@ async def _hash_arriving(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, s
 
 
 async def _follow(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sid: str, size: int, chunk_size: int,
-                  head: bytes, abort: threading.Event, owner: str) -> None:
+                  head: bytes, abort: threading.Event, owner: str, *, seekable: bool = False) -> None:
+    """Decode front to back as chunks arrive, then deliver once complete. ``seekable`` reads through a
+    random-access reader, for an MP4 whose index at the end is already stored: the demuxer reads it
+    there first, then comes back for the media."""
     count = expected_chunks(size, chunk_size)
     loop = asyncio.get_running_loop()
     noted = 0
+    read: set[int] = set()
     ordered = asyncio.Lock()
 
     async def note(index: int) -> None:
-        """How far the decode has read, in the meta for clients and operators to see (one write at a
-        time, so a slower write of an earlier figure never lands last)."""
+        """How many chunks the decode has read, in the meta for clients and operators to see (one
+        write at a time, so a slower write of an earlier figure never lands last)."""
         nonlocal noted
+        read.add(index)
         async with ordered:
-            if index + 1 > noted:
-                noted = index + 1
+            if len(read) > noted:
+                noted = len(read)
                 await update_meta(r, cfg.stream, sid, followed=noted)
 
     def on_read(index: int) -> None:
         asyncio.run_coroutine_threadsafe(note(index), loop)
 
     fetcher = ChunkFetcher(arriving_chunks(blocking, cfg, sid, abort, on_read), count, abort)
-    reader = ArrivingReader(size, chunk_size, fetcher)
+    reader: BinaryIO = (ChunkReader(size, chunk_size, fetcher, on_chunk=fetcher.offer) if seekable
+                        else ArrivingReader(size, chunk_size, fetcher))
 
     def decode_and_hash() -> tuple[DecodedMedia, str]:
         """The front-to-back decode, then the SHA-256 of every byte: a demuxer may stop before the

@@ -1,5 +1,6 @@
 """The decoder jobs: chunks in Redis -> frames and audio, decoded after completion or, for a
-streamable container, while the chunks arrive; the declared SHA-256 checked on the way."""
+streamable container (or an MP4 whose index was sent first), while the chunks arrive; the declared
+SHA-256 checked on the way."""
 
 from __future__ import annotations
 
@@ -14,18 +15,21 @@ import pytest
 from dodolens.client import create, send_chunks
 from dodolens.runner import Runtime
 from dodolens.settings import Settings
+from processors.sniff import HEAD_BYTES, leading_chunks
 from streams import keys
 from streams.connection import Redis
 from streams.events import history
 from tests.support.videos import corrupt, make_video
 
 
-async def upload(http: httpx.AsyncClient, data: bytes) -> tuple[str, dict[str, str], int]:
-    """Create a session and send every chunk; returns its id, auth header and chunk count."""
+async def upload(http: httpx.AsyncClient, data: bytes, *, index_first: bool = True) -> tuple[str, dict[str, str], int]:
+    """Create a session and send every chunk as our clients do (an MP4's index at the end first, unless
+    told not to); returns its id, auth header and chunk count."""
     session = await create(http, len(data), "video/mp4")
     sid, chunk_size = session["session_id"], session["chunk_size"]
     count = -(-len(data) // chunk_size)
-    await send_chunks(http, sid, session["token"], memoryview(data), chunk_size, list(range(count)), 3, None)
+    await send_chunks(http, sid, session["token"], memoryview(data), chunk_size, list(range(count)), 3, None,
+                      index_first=index_first)
     return sid, {"Authorization": f"Bearer {session['token']}"}, count
 
 
@@ -155,13 +159,63 @@ async def test_a_follow_decode_checks_the_declared_sha256(small_chunks: Runtime,
     assert not any([await redis.exists(k) for k in keys.media_keys(sid)])
 
 
-async def test_an_mp4_with_its_index_at_the_end_is_hashed_as_it_arrives_and_decoded_after_completion(
+async def test_an_mp4_whose_index_at_the_end_is_sent_first_is_decoded_while_the_rest_arrives(
+    small_chunks: Runtime, redis: Redis
+) -> None:
+    video = make_video(duration=8.0, width=640, height=360, noise=3)
+    lead = leading_chunks(video[:HEAD_BYTES], len(video), 64 * 1024)
+    assert lead, "the index must start after the first chunk for this test to mean anything"
+    async with httpx.AsyncClient(base_url=small_chunks.url) as http:
+        session = await create(http, len(video), "video/mp4")
+        sid, token, chunk = session["session_id"], session["token"], session["chunk_size"]
+        count = -(-len(video) // chunk)
+        media = [i for i in range(count) if i not in lead]
+        await send_chunks(http, sid, token, memoryview(video), chunk, lead, 3, None)
+        await send_chunks(http, sid, token, memoryview(video), chunk, media[:-1], 3, None, index_first=False)
+
+        async def read_all_but_the_last() -> bool:
+            return await meta_field(redis, sid, "followed") == str(count - 1)
+
+        await until(read_all_but_the_last, redis=redis, sid=sid)
+        await send_chunks(http, sid, token, memoryview(video), chunk, media[-1:], 1, None)
+        await complete(http, sid, {"Authorization": f"Bearer {token}"}, count, hashlib.sha256(video).hexdigest())
+        kind, data = await final_event(redis, sid)
+    assert kind == "frames_extracted" and data["frames"] == 8 and data["audio"]
+    assert abs(data["duration"] - 8.0) < 0.2 and data["timestamps"][-1] > 5.0
+    assert await meta_field(redis, sid, "decoder") in await stream_ids(redis, keys.FOLLOW)
+    assert await meta_field(redis, sid, "hasher") is None
+
+
+async def test_an_mp4_whose_index_at_the_end_is_sent_first_still_has_its_sha256_checked(
+    small_chunks: Runtime, redis: Redis
+) -> None:
+    video = make_video(duration=4.0, width=640, height=360, noise=3)
+    async with httpx.AsyncClient(base_url=small_chunks.url) as http:
+        sid, auth, count = await upload(http, video)
+        await until(lambda: _has(redis, sid, "followed", str(count)), redis=redis, sid=sid)
+        await complete(http, sid, auth, count, "2" * 64)
+        kind, data = await final_event(redis, sid)
+    assert kind == "error" and data["code"] == "checksum_mismatch"
+    assert await meta_field(redis, sid, "decoder") in await stream_ids(redis, keys.FOLLOW)
+
+
+async def test_an_mp4_sent_in_plain_order_is_hashed_as_it_arrives_and_decoded_after_completion(
     small_chunks: Runtime, redis: Redis
 ) -> None:
     video = make_video(duration=4.0, width=640, height=360, noise=3)
     sha = hashlib.sha256(video).hexdigest()
     async with httpx.AsyncClient(base_url=small_chunks.url) as http:
-        sid, auth, count = await upload(http, video)
+        session = await create(http, len(video), "video/mp4")
+        sid, token, chunk = session["session_id"], session["token"], session["chunk_size"]
+        count = -(-len(video) // chunk)
+        await send_chunks(http, sid, token, memoryview(video), chunk, [0], 1, None)
+
+        async def hashing() -> bool:
+            return await meta_field(redis, sid, "hasher") is not None
+
+        await until(hashing, redis=redis, sid=sid)
+        await send_chunks(http, sid, token, memoryview(video), chunk, list(range(1, count)), 3, None)
+        auth = {"Authorization": f"Bearer {token}"}
         await complete(http, sid, auth, count, sha)
         kind, data = await final_event(redis, sid)
     assert kind == "frames_extracted" and data["frames"] == 8
