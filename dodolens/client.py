@@ -15,6 +15,8 @@ import orjson
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
+from processors.sniff import HEAD_BYTES, leading_chunks
+
 EventCallback = Callable[[dict[str, Any]], Awaitable[None] | None]
 ProgressCallback = Callable[[int, int], None]
 ChunkCallback = Callable[[int, bool], None]
@@ -83,10 +85,13 @@ async def session_status(client: httpx.AsyncClient, sid: str, token: str) -> dic
 
 async def send_chunks(client: httpx.AsyncClient, sid: str, token: str, data: memoryview, chunk_size: int,
                       indexes: list[int], parallel: int = 3, on_progress: ProgressCallback | None = None,
-                      on_chunk: ChunkCallback | None = None) -> None:
+                      on_chunk: ChunkCallback | None = None, *, index_first: bool = True) -> None:
     """PUT the given chunks, ``parallel`` at a time; each retried on its own.
 
     ``data`` is anything sliceable with a length: a memoryview, or a file read chunk by chunk.
+    The chunks holding an MP4's index at the end go first, and are stored before any other is sent:
+    the server can then decode the video while the rest arrives (``processors.sniff.leading_chunks``).
+    ``index_first=False`` sends them in plain order, as a client unaware of this would.
     """
     slots = asyncio.Semaphore(parallel)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"}
@@ -102,7 +107,9 @@ async def send_chunks(client: httpx.AsyncClient, sid: str, token: str, data: mem
             if on_progress:
                 on_progress(len(body), len(data))
 
-    await asyncio.gather(*(put(i) for i in indexes))
+    lead = set(leading_chunks(data[:HEAD_BYTES], len(data), chunk_size)) if index_first and len(indexes) > 1 else set()
+    await asyncio.gather(*(put(i) for i in indexes if i in lead))
+    await asyncio.gather(*(put(i) for i in indexes if i not in lead))
 
 
 async def complete(client: httpx.AsyncClient, sid: str, token: str, data: memoryview, chunk_size: int,
@@ -156,7 +163,8 @@ async def follow_events(base_url: str, sid: str, token: str, on_event: EventCall
 
 async def analyze_bytes(base_url: str, data: bytes | memoryview, *, content_type: str = "video/mp4",
                         parallel: int = 3, on_event: EventCallback | None = None,
-                        on_progress: ProgressCallback | None = None, timeout_s: float = 900.0) -> Outcome:
+                        on_progress: ProgressCallback | None = None, timeout_s: float = 900.0,
+                        index_first: bool = True) -> Outcome:
     """Create a session, upload ``data`` in parallel chunks, complete it and wait for the outcome.
 
     The SHA-256 is computed while the chunks go out (hashlib leaves the GIL), not after the last one.
@@ -172,7 +180,8 @@ async def analyze_bytes(base_url: str, data: bytes | memoryview, *, content_type
         try:
             await asyncio.wait_for(ready.wait(), 10)
             count = max(1, -(-len(view) // chunk_size))
-            await send_chunks(client, sid, token, view, chunk_size, list(range(count)), parallel, on_progress)
+            await send_chunks(client, sid, token, view, chunk_size, list(range(count)), parallel, on_progress,
+                              index_first=index_first)
             response = await complete(client, sid, token, view, chunk_size, await digest, parallel, on_progress)
             if response.status_code != 202:
                 error = _error_of(response)

@@ -5,6 +5,7 @@
 const PARALLEL = 3;
 const MAX_ATTEMPTS = 6;
 const HASH_LIMIT = 256 * 1024 * 1024; // hashing reads the whole file in memory: only below this size
+const HEAD_BYTES = 65536; // how much of a file's start the MP4 box walk looks at (processors/sniff.py)
 const STAGES = {
   session_created: "session created",
   chunk_received: "uploading",
@@ -185,7 +186,50 @@ function connectEvents() {
 
 // ---- upload -------------------------------------------------------------------------------------
 
-async function sendChunks(indexes, chunkSize) {
+// {type, offset, size} of each ISO BMFF top-level box whose header lies in `head` (an ArrayBuffer), as
+// processors/sniff.py: top_level_boxes. Stops at the first header that is not a box; size 0 (to the end) ends the walk.
+function topLevelBoxes(head) {
+  const view = new DataView(head);
+  const boxes = [];
+  for (let position = 0; position + 8 <= view.byteLength;) {
+    let size = view.getUint32(position);
+    const type = new Uint8Array(head, position + 4, 4);
+    if (type.some((b) => b > 0x7f)) break;
+    if (size === 1) {
+      if (position + 16 > view.byteLength) break;
+      size = Number(view.getBigUint64(position + 8));
+      if (size < 16) break;
+    } else if (size === 0) {
+      boxes.push({ type: String.fromCharCode(...type), offset: position, size: 0 });
+      break;
+    } else if (size < 8) {
+      break;
+    }
+    boxes.push({ type: String.fromCharCode(...type), offset: position, size });
+    position += size;
+  }
+  return boxes;
+}
+
+// Where an MP4's index written at the end (as phones do) may start: the end of its first mdat; null otherwise.
+function indexOffset(head) {
+  for (const box of topLevelBoxes(head)) {
+    if (box.type === "moov") return null;
+    if (box.type === "mdat") return box.size ? box.offset + box.size : null;
+  }
+  return null;
+}
+
+// The chunks holding an index at the end (processors/sniff.py: leading_chunks); empty for any other file.
+function leadingChunks(head, size, chunkSize) {
+  const offset = indexOffset(head);
+  if (offset === null || !(chunkSize <= offset && offset < size)) return [];
+  const first = Math.floor(offset / chunkSize);
+  return Array.from({ length: Math.ceil(size / chunkSize) - first }, (_, i) => first + i);
+}
+
+// PUT the given chunks, PARALLEL at a time.
+async function putChunks(indexes, chunkSize) {
   const queue = indexes.slice();
   async function worker() {
     while (queue.length) {
@@ -197,6 +241,18 @@ async function sendChunks(indexes, chunkSize) {
     }
   }
   await Promise.all(Array.from({ length: PARALLEL }, worker));
+}
+
+// The chunks holding an MP4's index at the end go first, and are all stored before any other is sent: the server
+// can then decode the video while the rest arrives, as with the Python client (dodolens/client.py: send_chunks).
+async function sendChunks(indexes, chunkSize) {
+  let lead = new Set();
+  if (indexes.length > 1) {
+    const head = await state.video.slice(0, HEAD_BYTES).arrayBuffer();
+    lead = new Set(leadingChunks(head, state.video.size, chunkSize));
+  }
+  await putChunks(indexes.filter((index) => lead.has(index)), chunkSize);
+  await putChunks(indexes.filter((index) => !lead.has(index)), chunkSize);
 }
 
 async function sha256(blob) {

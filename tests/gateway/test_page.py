@@ -14,6 +14,7 @@ from playwright.async_api import Request, async_playwright, expect
 
 from dodolens.runner import Runtime
 from dodolens.settings import Settings
+from processors.sniff import HEAD_BYTES, leading_chunks
 from schemas.catalogue import lookup
 from tests.support.fake_openai import FakeOpenAI, LocalServer
 from tests.support.videos import make_video
@@ -21,6 +22,7 @@ from tests.support.videos import make_video
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update"]
 SCREENSHOT = Path("/tmp/dodolens-page.png")
+CHUNK_PUT = re.compile(r"/sessions/[^/]+/chunks/(\d+)$")
 
 
 @pytest.fixture
@@ -132,3 +134,107 @@ async def test_the_page_records_from_the_camera_and_the_recording_is_analysed(ru
             assert (await page.text_content("#analysis-note") or "").startswith("Analysis skipped")
         finally:
             await browser.close()
+
+
+async def upload_through_the_page(runtime: Runtime, video: bytes) -> list[tuple[str, int]]:
+    """Upload ``video`` with the page until the analysis is done: ``("put", i)`` as each chunk's PUT starts and
+    ``("stored", i)`` as its answer arrives, in the order they happen."""
+    log: list[tuple[str, int]] = []
+    problems: list[str] = []
+
+    def chunk_of(request: Request) -> int | None:
+        match = CHUNK_PUT.search(request.url)
+        return int(match.group(1)) if request.method == "PUT" and match else None
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            page.on("request", lambda request: chunk_of(request) is None or log.append(("put", chunk_of(request))))
+            page.on("response", lambda response: chunk_of(response.request) is None
+                    or log.append(("stored", chunk_of(response.request))))
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+            await page.goto(runtime.url + "/")
+            await page.set_input_files("#file", files=[{"name": "tour.mp4", "mimeType": "video/mp4", "buffer": video}])
+            await page.click("#start")
+            await expect(page.locator("#stage")).to_have_text(re.compile("^(done|failed)$"), timeout=90_000)
+            assert await page.text_content("#stage") == "done", await page.text_content("#error")
+            assert await page.get_attribute("#upload-bar", "value") == "1"
+            assert (await page.text_content("#upload-text") or "").endswith("(100 %)")
+            assert problems == []
+        finally:
+            await browser.close()
+    return log
+
+
+async def test_the_page_sends_an_mp4s_index_at_the_end_first(runtime: Runtime) -> None:
+    """As a phone writes it (moov after mdat): the chunks holding the index go first, and are all stored before
+    any other chunk is sent, so the server can decode the video while the rest arrives; then the rest in order."""
+    chunk_size = runtime.settings.chunk_size
+    video = make_video(duration=3, width=640, height=360, bitrate=4_000_000, noise=3)
+    chunks = -(-len(video) // chunk_size)
+    lead = leading_chunks(video[:HEAD_BYTES], len(video), chunk_size)
+    assert chunks >= 4 and lead and lead[-1] == chunks - 1  # the index is at the end: there is something to reorder
+
+    log = await upload_through_the_page(runtime, video)
+
+    puts = [i for event, i in log if event == "put"]
+    assert puts == lead + [i for i in range(chunks) if i not in lead]
+    last_lead_stored = max(n for n, (event, i) in enumerate(log) if event == "stored" and i in lead)
+    first_other_sent = log.index(("put", puts[len(lead)]))
+    assert last_lead_stored < first_other_sent
+
+
+async def test_the_page_sends_a_fast_start_mp4_in_plain_order(runtime: Runtime) -> None:
+    """With the index at the front (fast start) nothing needs to go first: chunk 0, 1, 2, ... three at a time."""
+    chunk_size = runtime.settings.chunk_size
+    video = make_video(duration=3, width=640, height=360, bitrate=4_000_000, noise=3, faststart=True)
+    chunks = -(-len(video) // chunk_size)
+    assert chunks >= 4 and leading_chunks(video[:HEAD_BYTES], len(video), chunk_size) == []
+
+    log = await upload_through_the_page(runtime, video)
+
+    assert [i for event, i in log if event == "put"] == list(range(chunks))
+
+
+def box(kind: bytes, size: int, *, largesize: int | None = None) -> bytes:
+    """A top-level box header (with zero payload bytes): ``largesize`` goes in 64 bits after a size of 1."""
+    if largesize is not None:
+        return (1).to_bytes(4, "big") + kind + largesize.to_bytes(8, "big")
+    return size.to_bytes(4, "big") + kind
+
+
+HEADS = {  # name -> (the file's first bytes, its size); the chunk size is 1000
+    "index at the end": (box(b"ftyp", 8) + box(b"mdat", 4992), 5600),
+    "index spanning two chunks": (box(b"ftyp", 8) + box(b"free", 8) + box(b"mdat", 3900), 5500),
+    "64-bit mdat size": (box(b"ftyp", 8) + box(b"mdat", 1, largesize=6_000_000_000), 6_000_001_000),
+    "index beyond the file": (box(b"ftyp", 8) + box(b"mdat", 5992), 6000),
+    "index within the first chunk": (box(b"ftyp", 8) + box(b"mdat", 500), 5000),
+    "fast start": (box(b"ftyp", 8) + box(b"moov", 300) + b"\0" * 292 + box(b"mdat", 4000), 5000),
+    "mdat to the end of the file": (box(b"ftyp", 8) + box(b"mdat", 0), 5000),
+    "box smaller than its header": (box(b"ftyp", 4) + box(b"mdat", 4000), 5000),
+    "64-bit size smaller than its header": (box(b"ftyp", 8) + box(b"mdat", 1, largesize=15), 5000),
+    "not a box type": (box(b"ftyp", 8) + box(b"md\xe1t", 4000), 5000),
+    "mdat header beyond the head": (box(b"free", HEAD_BYTES) + b"\0" * (HEAD_BYTES - 8) + box(b"mdat", 4000),
+                                    HEAD_BYTES + 5000),
+    "webm": (bytes.fromhex("1a45dfa3") + b"\0" * 60, 5000),
+}
+
+
+async def test_the_page_finds_the_same_leading_chunks_as_the_python_client(gateway: Runtime) -> None:
+    """The page's ISO BMFF walk is processors/sniff.py's, box size 1, size 0 and bad headers included."""
+    expected = {name: leading_chunks(head[:HEAD_BYTES], size, 1000) for name, (head, size) in HEADS.items()}
+    assert expected["index at the end"] == [5] and expected["index spanning two chunks"] == [3, 4, 5]
+    assert expected["64-bit mdat size"] == [6_000_000]
+    assert sum(map(bool, expected.values())) == 3
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(gateway.url + "/")
+            found = {name: await page.evaluate("([head, size]) => leadingChunks(new Uint8Array(head).buffer, size, 1000)",
+                                               [list(head[:HEAD_BYTES]), size])
+                     for name, (head, size) in HEADS.items()}
+        finally:
+            await browser.close()
+    assert found == expected
