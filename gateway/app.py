@@ -17,6 +17,7 @@ from gateway import openapi, pages, sessions, tus
 from gateway.audit import RequestAudit
 from gateway.config import GatewayConfig, ResultStore
 from gateway.errors import HANDLERS
+from streams.chunks import SealedBuffers
 from streams.connection import RETRYABLE, Redis
 from streams.lag import LagTracker
 
@@ -64,4 +65,5 @@ def create_app(redis: Redis, config: GatewayConfig, results: ResultStore) -> Sta
     app.state.hub = hub_module.Hub(redis, config.stream, config.session_check_interval_s)
     app.state.metrics = app_metrics
     app.state.lag = LagTracker()
+    app.state.sealed_buffers = SealedBuffers()
     return app

@@ -15,12 +15,11 @@ from gateway.config import GatewayConfig
 from gateway.errors import ApiError
 from gateway.lifecycle import UPLOADABLE, begin_upload, complete_upload, erase_upload
 from schemas.api import Accepted, ChunkStored, Complete, CreateSession, SessionCreated, SessionStatus
-from schemas.events import EventType
 from schemas.result import decode_result
-from streams.chunks import append_chunk
+from streams.chunks import KIND, SealedBuffers, append_sealed
 from streams.connection import Redis
-from streams.crypto import wipe
-from streams.events import publish
+from streams.crypto import sealed_size
+from streams.events import fan_out
 from streams.sessions import (
     State,
     active_sessions,
@@ -124,26 +123,30 @@ async def put_chunk(request: Request) -> Response:
     if meta.get("protocol", "").startswith("tus"):
         raise ApiError(409, "tus_upload", "this session is a tus upload; send its bytes with PATCH /files/{id}")
     want = expected_length(size, chunk_size, index)
-    data = bytearray(want)
-    view, got = memoryview(data), 0
+    buffers: SealedBuffers = request.app.state.sealed_buffers
+    buffer = buffers.take(sealed_size(chunk_size))
+    epoch, sealing = cfg.stream.keyring.sealing(sid, KIND, index, memoryview(buffer)[: sealed_size(want)], want)
+    got = 0
     try:
         async for part in request.stream():
-            end = got + len(part)
-            if end > chunk_size:
+            got += len(part)
+            if got > chunk_size:
                 raise ApiError(413, "chunk_too_large", f"chunks are at most {chunk_size} bytes")
-            if end <= want:
-                view[got:end] = part
-            got = end
+            if got <= want:
+                sealing.update(part)
+    except ApiError:
+        buffers.give(buffer)
+        raise
+    if got != want:
+        buffers.give(buffer)
         if not got:
             raise ApiError(400, "empty_chunk", "the chunk body is empty")
-        if got != want:
-            raise ApiError(400, "bad_chunk_length", f"chunk {index} must be {want} bytes, got {got}")
-        received = await append_chunk(r, cfg.stream, sid, index, view, mark_uploading=True)
-    finally:
-        view.release()
-        wipe(data)
-    if received is not None:
-        await publish(r, cfg.stream, sid, EventType.CHUNK_RECEIVED, {"index": index, "received": received, "chunks": count})
+        raise ApiError(400, "bad_chunk_length", f"chunk {index} must be {want} bytes, got {got}")
+    received, event = await append_sealed(r, cfg.stream, sid, index, want, epoch, sealing.finish(), mark_uploading=True,
+                                          announce=count)
+    buffers.give(buffer)
+    if event is not None:
+        await fan_out(r, cfg.stream, event)
     return json_response(ChunkStored(session_id=sid, index=index, stored=received is not None))
 
 

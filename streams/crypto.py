@@ -16,6 +16,7 @@ from functools import lru_cache
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -55,6 +56,41 @@ def associated_data(sid: str, kind: str, index: int) -> bytes:
     return f"dodolens|{sid}|{kind}|{index}".encode()
 
 
+def sealed_size(length: int) -> int:
+    """Bytes of a sealed payload of ``length`` bytes: nonce, ciphertext, tag."""
+    return NONCE_BYTES + length + TAG_BYTES
+
+
+class Sealing:
+    """AES-256-GCM over a payload that arrives in parts, written straight into ``out`` as
+    nonce || ciphertext || tag: byte for byte what :meth:`Keyring.seal` makes of the whole payload,
+    without the plaintext ever being assembled. ``out`` must be ``sealed_size(length)`` long."""
+
+    def __init__(self, key: bytes, aad: bytes, out: memoryview, length: int) -> None:
+        if len(out) != sealed_size(length):
+            raise ValueError(f"the output buffer must be {sealed_size(length)} bytes")
+        nonce = os.urandom(NONCE_BYTES)
+        out[:NONCE_BYTES] = nonce
+        self._encryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
+        self._encryptor.authenticate_additional_data(aad)
+        self._out, self._end, self.length = out, NONCE_BYTES + length, length
+        self._position = NONCE_BYTES
+
+    def update(self, part: bytes | bytearray | memoryview) -> None:
+        """Encrypt the next part; more than ``length`` bytes in all is a ``ValueError``."""
+        if self._position + len(part) > self._end:
+            raise ValueError(f"more than the {self.length} bytes announced")
+        self._position += self._encryptor.update_into(part, self._out[self._position :])
+
+    def finish(self) -> memoryview:
+        """The sealed payload, once exactly ``length`` bytes went through ``update``."""
+        if self._position != self._end:
+            raise ValueError(f"{self._position - NONCE_BYTES} bytes sealed, {self.length} announced")
+        self._encryptor.finalize()
+        self._out[self._end :] = self._encryptor.tag
+        return self._out
+
+
 @dataclass(frozen=True)
 class Keyring:
     """Seals and opens media with the epoch key; opens the previous epoch too (TTL window)."""
@@ -89,6 +125,12 @@ class Keyring:
         out[:NONCE_BYTES] = nonce
         self._aead(epoch).encrypt_into(nonce, plaintext, associated_data(sid, kind, index), memoryview(out)[NONCE_BYTES:])
         return epoch, out
+
+    def sealing(self, sid: str, kind: str, index: int, out: memoryview, length: int) -> tuple[int, Sealing]:
+        """Seal a payload of ``length`` bytes part by part into ``out``; returns (epoch, the sealing)."""
+        epoch = self.epoch()
+        key = derive_key(self.master, f"epoch:{epoch}")
+        return epoch, Sealing(key, associated_data(sid, kind, index), out, length)
 
     def open(self, epoch: int, blob: bytes, sid: str, kind: str, index: int = 0) -> bytes:
         """Decrypt a blob sealed by :meth:`seal`; only the current and previous epochs open."""

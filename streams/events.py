@@ -48,6 +48,12 @@ def _event(entry_id: bytes | str, fields: dict, sid: str) -> Event:
     )
 
 
+def recorded_event(entry_id: bytes | str, sid: str, type: EventType, timestamp: float, data: bytes | str) -> Event:
+    """The event a session stream entry holds, from what was written to it (``data`` as JSON)."""
+    return Event(id=_str(entry_id), type=type, session_id=sid, timestamp=datetime.fromtimestamp(timestamp, timezone.utc),
+                 data=orjson.loads(data))
+
+
 async def publish(r: Redis, cfg: StreamConfig, sid: str, type: EventType, data: dict[str, Any] | None = None) -> Event:
     """Append to the session stream (its id becomes the event id), then fan out globally."""
     payload = orjson.dumps(data or {})
@@ -58,10 +64,15 @@ async def publish(r: Redis, cfg: StreamConfig, sid: str, type: EventType, data: 
         pipe.expire(stream, cfg.session_ttl_s)
         entry_id, _ = await pipe.execute()
     event = _event(entry_id, fields, sid)
+    await fan_out(r, cfg, event)
+    return event
+
+
+async def fan_out(r: Redis, cfg: StreamConfig, event: Event) -> None:
+    """An event already in its session's stream goes to ``dodo:events`` (live) and to the hooks."""
     await r.xadd(keys.EVENTS, {"e": event.model_dump_json()}, maxlen=cfg.global_maxlen, approximate=True)
     for hook in tuple(_hooks):
         await hook(r, cfg, event)
-    return event
 
 
 async def history(r: Redis, sid: str, after: str | None = None) -> list[Event]:

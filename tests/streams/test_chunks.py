@@ -7,10 +7,11 @@ import asyncio
 import pytest
 
 from streams import keys
-from streams.chunks import ChunkMissing, append_chunk, iter_chunks, read_chunk
+from streams.chunks import KIND, ChunkMissing, SealedBuffers, append_chunk, append_sealed, iter_chunks, read_chunk
 from streams.config import StreamConfig
 from streams.connection import Redis
-from streams.crypto import SealError
+from streams.crypto import SealError, sealed_size
+from streams.events import history
 from streams.sessions import chunk_map, create_session, get_meta, missing_chunks
 
 
@@ -104,3 +105,32 @@ async def test_a_refused_append_to_a_gone_session_keeps_the_other_entries_out(re
     with pytest.raises(ChunkMissing):
         await append_chunk(redis, stream_cfg, sid, 1, b"b" * 10)
     assert not await redis.exists(keys.chunks(sid), keys.meta(sid))
+
+
+async def test_a_sealed_append_announces_the_chunk_in_the_same_step(redis: Redis, stream_cfg: StreamConfig) -> None:
+    sid = "e" * 32
+    await create_session(redis, stream_cfg, sid, 300, "video/mp4")
+    epoch, blob = stream_cfg.keyring.seal(b"x" * 100, sid, KIND, 1)
+    received, event = await append_sealed(redis, stream_cfg, sid, 1, 100, epoch, blob, announce=3)
+    assert received == 1 and event is not None
+    assert (event.type, event.data) == ("chunk_received", {"index": 1, "received": 1, "chunks": 3})
+    stored = await history(redis, sid)
+    assert [(e.id, e.type, e.data, e.timestamp) for e in stored] == [(event.id, event.type, event.data, event.timestamp)]
+    assert 0 < await redis.ttl(keys.session_events(sid)) <= stream_cfg.session_ttl_s
+    again, repeat = await append_sealed(redis, stream_cfg, sid, 1, 100, epoch, blob, announce=3)
+    assert (again, repeat) == (None, None), "a repeated chunk is neither stored nor announced twice"
+    assert len(await history(redis, sid)) == 1
+    quiet, none = await append_sealed(redis, stream_cfg, sid, 2, 100, *stream_cfg.keyring.seal(b"y" * 100, sid, KIND, 2))
+    assert (quiet, none) == (2, None) and len(await history(redis, sid)) == 1
+
+
+def test_sealed_buffers_are_reused_at_their_size_only() -> None:
+    buffers = SealedBuffers(keep=1)
+    first = buffers.take(sealed_size(10))
+    buffers.give(first)
+    assert buffers.take(sealed_size(10)) is first
+    buffers.give(first)
+    assert buffers.take(sealed_size(20)) is not first
+    buffers.give(bytearray(5))
+    buffers.give(bytearray(6))
+    assert len(buffers.take(6)) == 6

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.crypto import EPOCH_SECONDS, Keyring, SealError, wipe
+from streams.crypto import EPOCH_SECONDS, Keyring, SealError, sealed_size, wipe
 
 
 def keyring_at(now: float, master: bytes = b"m" * 32) -> Keyring:
@@ -16,6 +16,34 @@ def test_round_trip() -> None:
     epoch, blob = k.seal(b"video bytes", "s1", "chunk", 3)
     assert b"video bytes" not in blob
     assert k.open(epoch, blob, "s1", "chunk", 3) == b"video bytes"
+
+
+def test_a_payload_sealed_part_by_part_opens_like_one_sealed_whole() -> None:
+    k = Keyring.generate()
+    payload = bytes(range(256)) * 1000
+    out = bytearray(sealed_size(len(payload)))
+    epoch, sealing = k.sealing("s1", "chunk", 3, memoryview(out), len(payload))
+    for start in range(0, len(payload), 7_000):
+        sealing.update(memoryview(payload)[start : start + 7_000])
+    blob = bytes(sealing.finish())
+    assert len(blob) == sealed_size(len(payload)) and payload[:64] not in blob
+    assert k.open(epoch, blob, "s1", "chunk", 3) == payload
+    with pytest.raises(SealError):
+        k.open(epoch, blob, "s1", "chunk", 4)
+
+
+def test_a_part_by_part_sealing_takes_exactly_the_bytes_announced() -> None:
+    k = Keyring.generate()
+    _epoch, short = k.sealing("s1", "chunk", 0, memoryview(bytearray(sealed_size(10))), 10)
+    short.update(b"12345")
+    with pytest.raises(ValueError):
+        short.finish()
+    _epoch, long = k.sealing("s1", "chunk", 0, memoryview(bytearray(sealed_size(10))), 10)
+    long.update(b"1234567890")
+    with pytest.raises(ValueError):
+        long.update(b"1")
+    with pytest.raises(ValueError):
+        k.sealing("s1", "chunk", 0, memoryview(bytearray(8)), 10)
 
 
 def test_a_chunk_opens_into_a_buffer_that_can_be_wiped() -> None:
