@@ -112,6 +112,9 @@ def session_paths() -> dict[str, Any]:
         },
         "/sessions/{sid}/chunks/{index}": {"put": {
             "operationId": "putChunk", "summary": "Upload chunk `index` (idempotent, any order, in parallel)",
+            "description": "An MP4 whose index (`moov`) comes after its media (`mdat`), as phones write it, is "
+                           "decoded while it arrives when the chunks from the end of its first `mdat` to the end "
+                           "of the file are stored before chunk 0 is sent; otherwise it is decoded after `complete`.",
             "security": BEARER,
             "parameters": [SESSION_ID, {"name": "index", "in": "path", "required": True,
                                         "schema": {"type": "integer", "minimum": 0}}],

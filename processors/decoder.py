@@ -494,7 +494,7 @@ async def _keep_pending(r: Redis, cfg: WorkerConfig, job: Job) -> None:
 
 async def in_own_thread(fn: Callable[..., T], *args: object) -> T:
     """Run ``fn`` on a thread of its own: a follow decode blocks for as long as the upload lasts and
-    must not hold one of the default executor's few threads (the gateway seals chunks there)."""
+    must not hold one of the default executor's few threads (the result sink writes there)."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
 
@@ -506,13 +506,18 @@ async def in_own_thread(fn: Callable[..., T], *args: object) -> T:
         else:
             future.set_result(result)  # type: ignore[arg-type]
 
+    def hand_over(result: T | None, exc: BaseException | None) -> None:
+        """To the awaiting task; a loop closed meanwhile (the process stopping) has nobody waiting."""
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, result, exc)
+
     def run() -> None:
         try:
             result = fn(*args)
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task, which re-raises it
-            loop.call_soon_threadsafe(settle, None, exc)
+            hand_over(None, exc)
         else:
-            loop.call_soon_threadsafe(settle, result, None)
+            hand_over(result, None)
 
     threading.Thread(target=run, name="dodolens-follow", daemon=True).start()
     return await future
