@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -38,11 +39,9 @@ def create_app(redis: Redis, config: GatewayConfig, results: ResultStore) -> Sta
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.hub.start()
-        app.state.metrics.start(redis)
         try:
             yield
         finally:
-            await app.state.metrics.stop()
             await app.state.hub.stop()
 
     routes = [
@@ -63,6 +62,7 @@ def create_app(redis: Redis, config: GatewayConfig, results: ResultStore) -> Sta
     app.state.config = config
     app.state.results = results
     app.state.hub = hub_module.Hub(redis, config.stream, config.session_check_interval_s)
+    app.state.hub.listeners.append(functools.partial(app_metrics.on_events, redis))
     app.state.metrics = app_metrics
     app.state.lag = LagTracker()
     app.state.sealed_buffers = SealedBuffers()

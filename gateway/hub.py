@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 
 import orjson
 from starlette.routing import WebSocketRoute
@@ -36,6 +37,8 @@ class Hub:
         """Per watched session, the last event id dispatched: live events are read from the session's
         own stream after it, so two publishers reaching ``dodo:events`` in swapped order cannot
         reorder or drop anything."""
+        self.listeners: list[Callable[[list[Event]], Awaitable[None]]] = []
+        """Also fed every batch of events read (the gateway's metrics): one tail per gateway."""
         self._tasks: list[asyncio.Task[None]] = []
 
     async def subscribe(self, sid: str) -> asyncio.Queue[Event | None]:
@@ -107,6 +110,11 @@ class Hub:
                 for event in session_events:
                     for queue in tuple(self.subscribers.get(sid, ())):
                         _offer(queue, event)
+            for listener in self.listeners:
+                try:
+                    await listener(events)
+                except Exception:  # noqa: BLE001 - a listener's bug must not stop the fan-out
+                    log.exception("an event listener failed")
 
     async def _in_session_order(self, events: list[Event]) -> dict[str, list[Event]]:
         """The watched sessions' new events, read from their own streams in one round trip."""

@@ -7,7 +7,7 @@ several gateways, aggregate with ``max`` rather than ``sum``. Every app has its 
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -22,7 +22,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from schemas.events import Event, EventType
 from streams import keys
 from streams.connection import RETRYABLE, Redis
-from streams.events import last_global_id, tail
 from streams.health import gather
 from streams.sessions import FINISHED
 
@@ -76,7 +75,6 @@ class Metrics:
         self.cleanup_recent: deque[float] = deque(maxlen=200)
         self._ended: dict[str, tuple[float, str]] = {}
         """Session id -> (time it ended, outcome), until its media keys are seen gone."""
-        self._task: asyncio.Task[None] | None = None
 
     def observe(self, event: Event) -> None:
         """Count one event; pure bookkeeping, no I/O."""
@@ -174,30 +172,12 @@ class Metrics:
             },
         }
 
-    def start(self, r: Redis) -> None:
-        self._task = asyncio.create_task(self._follow(r), name="dodolens-metrics")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _follow(self, r: Redis) -> None:
-        """Tail ``dodo:events`` from now on; after an outage, go on from the last id seen."""
-        last_id: str | None = None
-        delay = 0.1
-        while True:
-            try:
-                if last_id is None:
-                    last_id = await last_global_id(r)
-                last_id, events = await tail(r, last_id)
-                for event in events:
-                    self.observe(event)
-                await self.check_cleanup(r)
-                delay = 0.1
-            except RETRYABLE:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+    async def on_events(self, r: Redis, events: list[Event]) -> None:
+        """Listener of the hub's tail of ``dodo:events`` (one tail per gateway, not one per reader)."""
+        for event in events:
+            self.observe(event)
+        with contextlib.suppress(*RETRYABLE):
+            await self.check_cleanup(r)
 
 
 class UploadBytes:
