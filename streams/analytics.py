@@ -21,7 +21,7 @@ from schemas.events import Event, EventType
 from streams import keys
 from streams.audit import minid, pseudonym
 from streams.config import StreamConfig
-from streams.connection import RETRYABLE, Redis
+from streams.connection import Redis
 
 log = logging.getLogger("dodolens.analytics")
 
@@ -120,20 +120,25 @@ def anonymize(event: Event, pseudonym_fn: PseudonymFn) -> dict[str, Any]:
     return record.model_dump(mode="json")
 
 
+def queue_record(r: Any, cfg: StreamConfig, event: Event) -> Any:
+    """Append the anonymized copy of ``event``, trimming what is older than ``analytics_days``: on a
+    pipeline, queued; on a client, the awaitable of the write."""
+    return r.xadd(keys.ANALYTICS, {"e": orjson.dumps(anonymize(event, functools.partial(pseudonym, cfg)))},
+                  minid=minid(cfg.analytics_days), approximate=True)
+
+
 async def record(r: Redis, cfg: StreamConfig, event: Event) -> str:
-    """Append the anonymized copy of ``event``, trimming what is older than ``analytics_days``."""
-    entry = await r.xadd(keys.ANALYTICS, {"e": orjson.dumps(anonymize(event, functools.partial(pseudonym, cfg)))},
-                         minid=minid(cfg.analytics_days), approximate=True)
+    """:func:`queue_record` sent on its own; returns the record's entry id."""
+    entry = await queue_record(r, cfg, event)
     return entry.decode() if isinstance(entry, bytes) else entry
 
 
-async def analytics_hook(r: Redis, cfg: StreamConfig, event: Event) -> None:
-    """The event hook recording every event; an outage or a malformed event is logged, never raised,
-    because the hook runs inside ``publish`` and must not fail the client's request."""
+def analytics_hook(pipe: Any, cfg: StreamConfig, event: Event) -> None:
+    """The event hook recording every event, on the pipeline that publishes it (``streams.events.fan_out``
+    logs a failed write). A malformed event is logged, never raised: the hook runs inside ``publish`` and
+    must not fail the client's request."""
     try:
-        await record(r, cfg, event)
-    except RETRYABLE:
-        log.warning("analytics event dropped: Redis unreachable")
+        queue_record(pipe, cfg, event)
     except (ValidationError, ValueError) as exc:
         log.warning("analytics event %s of type %s not recorded: %s", event.id, event.type, exc)
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -14,9 +15,12 @@ from streams import keys
 from streams.config import StreamConfig
 from streams.connection import Redis
 
-EventHook = Callable[[Redis, StreamConfig, Event], Awaitable[None]]
-"""Gets the Redis and config the event was published with, so one hook serves every runtime of a process."""
+EventHook = Callable[[Any, StreamConfig, Event], None]
+"""Queues its writes for an event on the pipeline (redis-py, not transactional) that carries the event to
+``dodo:events``, so one round trip serves them all; gets the config the event was published with, so one
+hook serves every runtime of a process. It must not raise: an error of its own is logged, not the client's."""
 _hooks: Counter[EventHook] = Counter()
+log = logging.getLogger("dodolens.events")
 
 
 def add_event_hook(hook: EventHook) -> None:
@@ -69,10 +73,17 @@ async def publish(r: Redis, cfg: StreamConfig, sid: str, type: EventType, data: 
 
 
 async def fan_out(r: Redis, cfg: StreamConfig, event: Event) -> None:
-    """An event already in its session's stream goes to ``dodo:events`` (live) and to the hooks."""
-    await r.xadd(keys.EVENTS, {"e": event.model_dump_json()}, maxlen=cfg.global_maxlen, approximate=True)
-    for hook in tuple(_hooks):
-        await hook(r, cfg, event)
+    """An event already in its session's stream goes to ``dodo:events`` (live) and to the hooks, in one
+    round trip. Only a failure of the live copy raises; a hook's failed write is logged."""
+    async with r.pipeline(transaction=False) as pipe:
+        pipe.xadd(keys.EVENTS, {"e": event.model_dump_json()}, maxlen=cfg.global_maxlen, approximate=True)
+        for hook in tuple(_hooks):
+            hook(pipe, cfg, event)
+        live, *hooked = await pipe.execute(raise_on_error=False)
+    if isinstance(live, Exception):
+        raise live
+    for failure in (reply for reply in hooked if isinstance(reply, Exception)):
+        log.warning("an event hook's write for event %s failed: %s", event.id, failure)
 
 
 async def history(r: Redis, sid: str, after: str | None = None) -> list[Event]:
