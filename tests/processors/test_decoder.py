@@ -15,7 +15,7 @@ import pytest
 from dodolens.client import create, send_chunks
 from dodolens.runner import Runtime
 from dodolens.settings import Settings
-from processors.sniff import HEAD_BYTES, leading_chunks
+from processors.sniff import HEAD_BYTES, index_offset, leading_chunks
 from streams import keys
 from streams.connection import Redis
 from streams.events import history
@@ -197,6 +197,22 @@ async def test_an_mp4_whose_index_at_the_end_is_sent_first_still_has_its_sha256_
         kind, data = await final_event(redis, sid)
     assert kind == "error" and data["code"] == "checksum_mismatch"
     assert await meta_field(redis, sid, "decoder") in await stream_ids(redis, keys.FOLLOW)
+
+
+async def test_an_index_sent_first_that_does_not_open_falls_back_to_the_seeking_decode_after_completion(
+    small_chunks: Runtime, redis: Redis
+) -> None:
+    video = make_video(duration=4.0, width=640, height=360, noise=3)
+    offset = index_offset(video[:HEAD_BYTES])
+    assert offset is not None
+    damaged = video[:offset] + bytes(len(video) - offset)
+    async with httpx.AsyncClient(base_url=small_chunks.url) as http:
+        sid, auth, count = await upload(http, damaged)
+        await complete(http, sid, auth, count)
+        kind, data = await final_event(redis, sid)
+    assert kind == "error" and data["code"] in ("truncated_video", "not_a_video"), data
+    assert await meta_field(redis, sid, "decoder") in await stream_ids(redis, keys.FOLLOW)
+    assert not any([await redis.exists(k) for k in keys.media_keys(sid)])
 
 
 async def test_an_mp4_sent_in_plain_order_is_hashed_as_it_arrives_and_decoded_after_completion(
