@@ -169,10 +169,10 @@ def latency_and_progressive(reference: bytes) -> tuple[Goal, Goal]:
             f"{LATENCY_ROUNDS} sessions of the reference clip uploaded as `dodolens.client` (and the upload page) "
             "send it: the chunk holding the index at the end first, then the rest, 3 in flight, at full loopback "
             f"speed, through one gateway and one worker process; runs {', '.join(f'{v:.3f}' for v in done)} s",
-            "what the window holds: complete, the end of the follow job's decode (with the index stored first, the "
-            "worker decodes the MP4 front to back while the chunks arrive, hashing them on the way), selecting and "
-            "encoding the frames, storing frames and audio, transcription + vision calls to the local model, the "
-            "result sink, the events",
+            "what the window holds: complete, whatever the follow job's decode has not done yet (with the index "
+            "stored first, the worker decodes the MP4 front to back while the chunks arrive, hashing them on the "
+            "way, then selects and encodes the frames), storing frames and audio, transcription + vision calls to "
+            "the local model, the result sink, the events",
             "worker's own figures per session (decode_s, from complete to frames stored / analysis_s): "
             + figures(timings),
             f"the same clip sent in plain order (a client that does not send the index first: nothing can be decoded "
@@ -206,8 +206,9 @@ def latency_and_progressive(reference: bytes) -> tuple[Goal, Goal]:
             "Matroska is the WebM container (same demuxer), stream-copied with H.264 + AAC: encoding 60 s of 1080p "
             "VP9 for a true WebM would take minutes here",
             "how: a follow job starts with the upload, decodes the container front to back as chunks arrive "
-            "(keyframes only, one candidate per slot of the timeline, audio resampled on the way) and only selects "
-            "and encodes the frames once complete has checked the chunk count (processors/progressive.py)",
+            "(keyframes only, one candidate per slot of the timeline, audio resampled on the way), selects and "
+            "encodes the frames once the last chunk is read, and delivers them once complete has checked the chunk "
+            "count and the SHA-256 (processors/progressive.py)",
             "fragmented MP4 at full loopback speed (the 92 MB arrive in well under a second, faster than the decode "
             f"reads them): {', '.join(f'{v:.3f}' for v in flat_s)} s",
             f"moov-at-end MP4 at {mbps:g} Mb/s in plain order, which cannot be decoded before its index arrives with "
