@@ -331,9 +331,9 @@ async def follow_job(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, job: 
     can be decoded front to back: claim the decode, decode forward as chunks arrive, wait for
     completion (the client's chunk count and SHA-256), then deliver. Any other upload (an MP4 sent
     in plain order) is only hashed as it arrives; its decode job, queued at completion, then need
-    not check the SHA-256 itself. Too few keyframes, or a container that fails front to back, falls back to the
-    seeking decode once the upload is complete; an upload that goes quiet gives the decode back to
-    the completion job.
+    not check the SHA-256 itself. Too few keyframes, or a container that fails front to back,
+    falls back to the seeking decode once the upload is complete; an upload that goes quiet gives
+    the decode back to the completion job.
     """
     sid = job.session_id
     meta = await pending_meta(r, sid)
@@ -375,8 +375,8 @@ async def _all_stored(r: Redis, sid: str, indexes: list[int]) -> bool:
 
 async def _hash_arriving(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sid: str, count: int, first: bytearray,
                          abort: threading.Event) -> None:
-    """Hash an upload the decode must wait for (an index at the end) as it arrives, so that checking the
-    SHA-256 declared at completion costs the decode nothing: the verdict goes to the meta
+    """Hash an upload the decode must wait for (an index at the end, sent last) as it arrives, so that
+    checking the SHA-256 declared at completion costs the decode nothing: the verdict goes to the meta
     (``sha256_verified``), or a mismatch fails the session. A stall just leaves the check to the decode."""
     read = arriving_chunks(blocking, cfg, sid, abort)
 
