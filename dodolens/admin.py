@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dodolens.runner import make_sink
+from processors.sinks import open_sink
 from dodolens.settings import Settings, SettingsError
 from streams.audit import audit
 from streams.connection import connect
@@ -16,7 +16,7 @@ async def erase_everywhere(settings: Settings, sid: str) -> dict[str, Any]:
     if not settings.redis_url:
         raise SettingsError("erase needs REDIS_URL: the Redis that holds the session")
     r = connect(settings.redis_url, cluster=settings.redis_cluster)
-    sink = make_sink(settings)
+    sink = open_sink(settings.sink)
     try:
         stream = settings.stream_config(settings.keyring())
         receipt = await erase_session(r, stream, sid)

@@ -35,16 +35,6 @@ from streams.events import EventHook, add_event_hook, remove_event_hook
 log = logging.getLogger("dodolens")
 
 
-def make_sink(settings: Settings) -> ResultSink:
-    return open_sink(
-        airtable_api_key=settings.airtable_api_key,
-        airtable_base_id=settings.airtable_base_id,
-        airtable_table=settings.airtable_table,
-        airtable_endpoint=settings.airtable_endpoint,
-        sqlite_path=settings.results_db,
-    )
-
-
 async def run_workers(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sink: ResultSink,
                       stop: asyncio.Event) -> None:
     """The decoder and analyzer consumer groups, side by side, until ``stop`` is set.
@@ -111,7 +101,7 @@ class Runtime:
         self.redis = connect(self.redis_url, cluster=s.redis_cluster)
         await ensure_ephemeral(self.redis, allow_persistent=s.allow_persistent_redis)
         self.stream = s.stream_config(s.keyring())
-        self.sink = make_sink(s)
+        self.sink = open_sink(s.sink)
         self.hooks = [analytics_hook]
         for hook in self.hooks:
             add_event_hook(hook)

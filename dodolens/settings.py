@@ -1,18 +1,24 @@
-"""Settings, read once from the environment (``DODOLENS_*`` plus the ecosystem's own names)."""
+"""Settings, read once from the environment: the composition of every package's own config.
+
+Each setting is declared once, on the config dataclass that uses it (``streams.config.setting``);
+this module only puts the configs together. ``python -m dodolens.settings --markdown`` prints the
+README's table of them.
+"""
 
 from __future__ import annotations
 
+import argparse
 import base64
 import os
+import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gateway.config import GatewayConfig
-from processors.analyzer import AnalyzerConfig
 from processors.config import WorkerConfig
-from processors.video import DecodeLimits
-from streams.config import MiB, StreamConfig
+from processors.sinks import SinkConfig
+from streams.config import Declared, StreamConfig, declared, from_env, overridden, part, setting
 from streams.crypto import Keyring
 
 
@@ -20,18 +26,8 @@ class SettingsError(ValueError):
     """A setting that cannot be used as given."""
 
 
-def _bool(value: str) -> bool:
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _secret(env: Mapping[str, str]) -> bytes | None:
-    """The master secret from ``DODOLENS_MASTER_SECRET`` (hex or base64) or ``..._FILE``."""
-    raw = env.get("DODOLENS_MASTER_SECRET", "")
-    path = env.get("DODOLENS_MASTER_SECRET_FILE", "")
-    if not raw and path:
-        raw = Path(path).read_text().strip()
-    if not raw:
-        return None
+def parse_secret(raw: str) -> bytes:
+    """A master secret written as hex or base64, at least 32 bytes."""
     try:
         secret = bytes.fromhex(raw)
     except ValueError:
@@ -43,129 +39,78 @@ def _secret(env: Mapping[str, str]) -> bytes | None:
 
 @dataclass(frozen=True)
 class Settings:
-    redis_url: str | None = None
-    redis_cluster: bool = False
-    allow_persistent_redis: bool = False
-    master_secret: bytes | None = field(default=None, repr=False)
-    chunk_size: int = MiB
-    max_size: int = 512 * MiB
-    chunk_ttl_s: int = 300
-    session_ttl_s: int = 600
-    max_sessions: int = 10
-    token_ttl_s: int = 3600
-    openai_api_key: str | None = field(default=None, repr=False)
-    openai_base_url: str | None = None
-    vision_model: str = "gpt-4o-mini"
-    transcription_model: str = "whisper-1"
-    openai_timeout_s: float = 60.0
-    openai_max_retries: int = 3
-    image_detail: str = "low"
-    airtable_api_key: str | None = field(default=None, repr=False)
-    airtable_base_id: str | None = None
-    airtable_table: str = "results"
-    airtable_endpoint: str | None = None
-    results_db: str = "dodolens-results.sqlite3"
-    frames: int = 8
-    max_deliveries: int = 3
-    processing_timeout_s: float = 300.0
-    decode_concurrency: int = 2
-    decode_threads: int = 2
-    follow_concurrency: int = 8
-    follow_idle_s: float = 60.0
-    claim_idle_ms: int = 30_000
-    sweep_interval_s: float = 60.0
-    analytics_days: int = 30
-    audit_days: int = 90
-    ws_ping_interval_s: float = 20.0
-    session_check_interval_s: float = 5.0
-    admin_token: str | None = field(default=None, repr=False)
+    redis_url: str | None = setting("REDIS_URL", None, "Redis to use", shown="unset → private `redis-server`")
+    redis_cluster: bool = setting("DODOLENS_REDIS_CLUSTER", False, "`1`: the Redis at `REDIS_URL` is a cluster")
+    allow_persistent_redis: bool = setting("DODOLENS_ALLOW_PERSISTENT_REDIS", False,
+                                           "`1`: accept a Redis with RDB/AOF on (refused otherwise)")
+    master_secret: bytes | None = setting("DODOLENS_MASTER_SECRET", None,
+                                          "≥ 32 bytes (hex or base64): seals media, signs tokens",
+                                          shown="random in memory", parse=parse_secret, secret=True)
+    master_secret_file: str | None = setting("DODOLENS_MASTER_SECRET_FILE", None,
+                                             "file holding the master secret, when the variable is unset")
+    stream: StreamConfig = part(StreamConfig)
+    gateway: GatewayConfig = part(GatewayConfig)
+    worker: WorkerConfig = part(WorkerConfig)
+    sink: SinkConfig = part(SinkConfig)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
-        env = os.environ if env is None else env
-        d = cls()
-
-        def get(name: str, default: object) -> str:
-            return env.get(f"DODOLENS_{name}", str(default))
-
-        return cls(
-            redis_url=env.get("REDIS_URL") or None,
-            redis_cluster=_bool(get("REDIS_CLUSTER", "0")),
-            allow_persistent_redis=_bool(get("ALLOW_PERSISTENT_REDIS", "0")),
-            master_secret=_secret(env),
-            chunk_size=int(get("CHUNK_SIZE", d.chunk_size)),
-            max_size=int(get("MAX_SIZE", d.max_size)),
-            chunk_ttl_s=int(get("CHUNK_TTL", d.chunk_ttl_s)),
-            session_ttl_s=int(get("SESSION_TTL", d.session_ttl_s)),
-            max_sessions=int(get("MAX_SESSIONS", d.max_sessions)),
-            token_ttl_s=int(get("TOKEN_TTL", d.token_ttl_s)),
-            openai_api_key=env.get("OPENAI_API_KEY") or None,
-            openai_base_url=env.get("OPENAI_BASE_URL") or None,
-            vision_model=get("VISION_MODEL", d.vision_model),
-            transcription_model=get("TRANSCRIPTION_MODEL", d.transcription_model),
-            openai_timeout_s=float(get("OPENAI_TIMEOUT", d.openai_timeout_s)),
-            openai_max_retries=int(get("OPENAI_MAX_RETRIES", d.openai_max_retries)),
-            image_detail=get("IMAGE_DETAIL", d.image_detail),
-            airtable_api_key=env.get("AIRTABLE_API_KEY") or None,
-            airtable_base_id=env.get("DODOLENS_AIRTABLE_BASE_ID") or None,
-            airtable_table=get("AIRTABLE_TABLE", d.airtable_table),
-            airtable_endpoint=env.get("DODOLENS_AIRTABLE_ENDPOINT") or None,
-            results_db=get("RESULTS_DB", d.results_db),
-            frames=int(get("FRAMES", d.frames)),
-            max_deliveries=int(get("MAX_DELIVERIES", d.max_deliveries)),
-            processing_timeout_s=float(get("PROCESSING_TIMEOUT", d.processing_timeout_s)),
-            decode_concurrency=int(get("DECODE_CONCURRENCY", d.decode_concurrency)),
-            decode_threads=int(get("DECODE_THREADS", d.decode_threads)),
-            follow_concurrency=int(get("FOLLOW_CONCURRENCY", d.follow_concurrency)),
-            follow_idle_s=float(get("FOLLOW_IDLE", d.follow_idle_s)),
-            claim_idle_ms=int(get("CLAIM_IDLE_MS", d.claim_idle_ms)),
-            sweep_interval_s=float(get("SWEEP_INTERVAL", d.sweep_interval_s)),
-            analytics_days=int(get("ANALYTICS_DAYS", d.analytics_days)),
-            audit_days=int(get("AUDIT_DAYS", d.audit_days)),
-            admin_token=env.get("DODOLENS_ADMIN_TOKEN") or None,
-        )
+        settings = from_env(cls, os.environ if env is None else env)
+        if settings.master_secret is None and settings.master_secret_file:
+            secret = parse_secret(Path(settings.master_secret_file).read_text().strip())
+            settings = replace(settings, master_secret=secret)
+        return settings
 
     def with_overrides(self, **changes: object) -> "Settings":
-        return replace(self, **changes)
+        """These settings with some replaced by name (``chunk_size=...``), wherever they are declared."""
+        return overridden(self, changes)
 
     def keyring(self) -> Keyring:
         """The configured secret, or a random in-memory one (embedded mode: one process tree)."""
         return Keyring(self.master_secret) if self.master_secret else Keyring.generate()
 
     def stream_config(self, keyring: Keyring) -> StreamConfig:
-        return StreamConfig(
-            keyring=keyring,
-            chunk_size=self.chunk_size,
-            max_size=self.max_size,
-            chunk_ttl_s=self.chunk_ttl_s,
-            session_ttl_s=self.session_ttl_s,
-            analytics_days=self.analytics_days,
-            audit_days=self.audit_days,
-        )
+        return replace(self.stream, keyring=keyring)
 
     def gateway_config(self, stream: StreamConfig) -> GatewayConfig:
-        return GatewayConfig(stream=stream, token_ttl_s=self.token_ttl_s, max_sessions=self.max_sessions,
-                             admin_token=self.admin_token, ws_ping_interval_s=self.ws_ping_interval_s,
-                             session_check_interval_s=self.session_check_interval_s)
+        return replace(self.gateway, stream=stream)
 
     def worker_config(self, stream: StreamConfig) -> WorkerConfig:
-        return WorkerConfig(
-            stream=stream,
-            analyzer=AnalyzerConfig(
-                base_url=self.openai_base_url,
-                api_key=self.openai_api_key,
-                vision_model=self.vision_model,
-                transcription_model=self.transcription_model,
-                timeout_s=self.openai_timeout_s,
-                max_retries=self.openai_max_retries,
-                image_detail=self.image_detail,
-            ),
-            limits=DecodeLimits(frame_count=self.frames, threads=self.decode_threads),
-            decode_concurrency=self.decode_concurrency,
-            follow_concurrency=self.follow_concurrency,
-            follow_idle_s=self.follow_idle_s,
-            max_deliveries=self.max_deliveries,
-            processing_timeout_s=self.processing_timeout_s,
-            claim_idle_ms=self.claim_idle_ms,
-            sweep_interval_s=self.sweep_interval_s,
-        )
+        return replace(self.worker, stream=stream)
+
+
+def _shown(d: Declared) -> str:
+    if d.shown is not None:
+        return d.shown
+    if d.default is None:
+        return "unset"
+    if isinstance(d.default, bool):
+        return f"`{int(d.default)}`"
+    if isinstance(d.default, str):
+        return f"`{d.default}`"
+    if isinstance(d.default, float) and d.default.is_integer():
+        return str(int(d.default))
+    return str(d.default)
+
+
+def markdown_table() -> str:
+    """The README's settings table, one row per declared setting."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    rows += [f"| `{d.env}` | {_shown(d)} | {d.meaning} |" for d in declared(Settings)]
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m dodolens.settings", description=__doc__)
+    p.add_argument("--markdown", action="store_true", help="print the README's table of settings")
+    args = p.parse_args(argv)
+    if args.markdown:
+        sys.stdout.write(markdown_table())
+    else:
+        for d in declared(Settings):
+            sys.stdout.write(f"{d.env}\t{'.'.join(d.path)}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

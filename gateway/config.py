@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from streams.config import StreamConfig
+from streams.config import StreamConfig, setting
 
 
 class ResultStore(Protocol):
@@ -19,10 +19,13 @@ class ResultStore(Protocol):
 @dataclass(frozen=True)
 class GatewayConfig:
     stream: StreamConfig = field(default_factory=StreamConfig)
-    token_ttl_s: int = 3600
-    max_sessions: int = 10
+    token_ttl_s: int = setting("DODOLENS_TOKEN_TTL", 3600, "seconds an upload token is valid")
+    max_sessions: int = setting("DODOLENS_MAX_SESSIONS", 10, "active sessions before `POST /sessions` answers 429")
     max_json_bytes: int = 16 * 1024
     retry_after_s: int = 5
-    admin_token: str | None = None
-    ws_ping_interval_s: float = 20.0
-    session_check_interval_s: float = 5.0
+    admin_token: str | None = setting("DODOLENS_ADMIN_TOKEN", None, "dashboard access", shown="unset → `/admin` closed",
+                                      secret=True)
+    ws_ping_interval_s: float = setting("DODOLENS_WS_PING_INTERVAL", 20.0,
+                                        "seconds between WebSocket pings (and the wait for a pong)")
+    session_check_interval_s: float = setting("DODOLENS_SESSION_CHECK_INTERVAL", 5.0,
+                                              "seconds between checks that a watched session still exists")

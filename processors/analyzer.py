@@ -25,6 +25,7 @@ from processors.prompt import (
 )
 from schemas.errors import ErrorCode
 from schemas.inventory import Inventory
+from streams.config import setting
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +40,15 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class AnalyzerConfig:
-    base_url: str | None
-    api_key: str | None
-    vision_model: str = "gpt-4o-mini"
-    transcription_model: str = "whisper-1"
-    timeout_s: float = 60.0
-    max_retries: int = 3
-    image_detail: str = "low"
+    base_url: str | None = setting("OPENAI_BASE_URL", None, "any OpenAI-compatible server",
+                                   shown="unset → analysis skipped")
+    api_key: str | None = setting("OPENAI_API_KEY", None, "key of the OpenAI API", shown="unset → analysis skipped",
+                                  secret=True)
+    vision_model: str = setting("DODOLENS_VISION_MODEL", "gpt-4o-mini", "model that reads the frames")
+    transcription_model: str = setting("DODOLENS_TRANSCRIPTION_MODEL", "whisper-1", "model that transcribes the audio")
+    timeout_s: float = setting("DODOLENS_OPENAI_TIMEOUT", 60.0, "seconds per model call")
+    max_retries: int = setting("DODOLENS_OPENAI_MAX_RETRIES", 3, "retries per model call")
+    image_detail: str = setting("DODOLENS_IMAGE_DETAIL", "low", "detail of the frames sent: low, high or auto")
     max_output_tokens: int = 4096
 
     def __post_init__(self) -> None:

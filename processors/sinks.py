@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import closing
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Protocol, TypeVar
 
@@ -24,6 +25,7 @@ from pyairtable.exceptions import PyAirtableError
 from pyairtable.formulas import match
 
 from schemas.result import MAX_RESULT_BYTES
+from streams.config import setting
 
 T = TypeVar("T")
 
@@ -207,19 +209,25 @@ class AirtableSink:
             raise SinkError(f"Airtable: unexpected answer ({exc})", retryable=False) from exc
 
 
-def open_sink(
-    *,
-    airtable_api_key: str | None,
-    airtable_base_id: str | None,
-    airtable_table: str | None,
-    airtable_endpoint: str | None,
-    sqlite_path: str,
-) -> ResultSink:
+@dataclass(frozen=True)
+class SinkConfig:
+    """Where results go: Airtable when its key and base are set, a SQLite file otherwise."""
+
+    airtable_api_key: str | None = setting("AIRTABLE_API_KEY", None, "key of the Airtable API",
+                                           shown="unset → SQLite", secret=True)
+    airtable_base_id: str | None = setting("DODOLENS_AIRTABLE_BASE_ID", None, "Airtable base of the results",
+                                           shown="unset → SQLite")
+    airtable_table: str = setting("DODOLENS_AIRTABLE_TABLE", "results", "Airtable table of the results")
+    airtable_endpoint: str | None = setting("DODOLENS_AIRTABLE_ENDPOINT", None,
+                                            "another Airtable API address", shown="unset → api.airtable.com")
+    results_db: str = setting("DODOLENS_RESULTS_DB", "dodolens-results.sqlite3", "SQLite file for results")
+
+
+def open_sink(config: SinkConfig) -> ResultSink:
     """Airtable when its key and base are both set, the SQLite file otherwise; half a configuration is an error."""
-    if bool(airtable_api_key) != bool(airtable_base_id):
+    if bool(config.airtable_api_key) != bool(config.airtable_base_id):
         raise ValueError("Airtable needs both AIRTABLE_API_KEY and a base id (DODOLENS_AIRTABLE_BASE_ID), or neither")
-    if airtable_api_key and airtable_base_id:
-        return AirtableSink(
-            airtable_api_key, airtable_base_id, airtable_table or "results", endpoint_url=airtable_endpoint
-        )
-    return SQLiteSink(sqlite_path)
+    if config.airtable_api_key and config.airtable_base_id:
+        return AirtableSink(config.airtable_api_key, config.airtable_base_id, config.airtable_table,
+                            endpoint_url=config.airtable_endpoint)
+    return SQLiteSink(config.results_db)

@@ -1,25 +1,132 @@
-"""What the Redis layer needs to know, shared by gateway and processors."""
+"""What the Redis layer needs to know, and how every package declares its settings.
+
+A setting is a field of the config dataclass that uses it, declared once with ``setting``: its
+environment variable, its default and what it means. ``from_env`` fills a config from the variables
+that are set; ``dodolens.settings`` composes the configs and prints the README's table from them.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from streams.crypto import Keyring
 
 MiB = 1024 * 1024
 
+ENV = "env"
+PART = "part"
+
+C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One setting as its config declares it; ``path`` is where it lives in the composed settings."""
+
+    path: tuple[str, ...]
+    env: str
+    default: object
+    meaning: str
+    shown: str | None
+    parse: Callable[[str], object] | None
+
+    @property
+    def name(self) -> str:
+        return self.path[-1]
+
+
+def setting(env: str, default: Any, meaning: str, *, shown: str | None = None,
+            parse: Callable[[str], object] | None = None, secret: bool = False) -> Any:
+    """A config field read from ``env`` when set; ``shown`` replaces the default in the README."""
+    return field(default=default, repr=not secret,
+                 metadata={ENV: Declared((), env, default, meaning, shown, parse)})
+
+
+def part(config: Callable[[], C]) -> C:
+    """A nested config whose own settings are read too (an injected config is a plain field)."""
+    return field(default_factory=config, metadata={PART: True})  # type: ignore[return-value]
+
+
+def parse_bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _parser(hint: object) -> Callable[[str], object]:
+    """How an environment string becomes a value of the field's type (``X | None`` parses as ``X``)."""
+    options = [arg for arg in typing.get_args(hint) if arg is not type(None)] or [hint]
+    kind = options[0]
+    if kind is bool:
+        return parse_bool
+    if kind in (int, float, str):
+        return kind  # type: ignore[return-value]
+    raise TypeError(f"no parser for a setting of type {hint!r}: give one with parse=")
+
+
+def declared(config: type, path: tuple[str, ...] = ()) -> Iterator[Declared]:
+    """Every setting of ``config`` and of its parts, in declaration order."""
+    for f in dataclasses.fields(config):
+        if ENV in f.metadata:
+            yield dataclasses.replace(f.metadata[ENV], path=(*path, f.name))
+        elif f.metadata.get(PART):
+            yield from declared(typing.get_type_hints(config)[f.name], (*path, f.name))
+
+
+def from_env(config: type[C], env: Mapping[str, str]) -> C:
+    """``config`` with each setting whose variable is set (and not empty) read from ``env``."""
+    hints = typing.get_type_hints(config)
+    values: dict[str, object] = {}
+    for f in dataclasses.fields(config):  # type: ignore[arg-type]
+        if ENV in f.metadata:
+            d: Declared = f.metadata[ENV]
+            raw = env.get(d.env, "")
+            if raw:
+                values[f.name] = (d.parse or _parser(hints[f.name]))(raw)
+        elif f.metadata.get(PART):
+            values[f.name] = from_env(hints[f.name], env)
+    return config(**values)
+
+
+def overridden(config: C, changes: Mapping[str, object]) -> C:
+    """``config`` with settings replaced by name, wherever in its parts they are declared."""
+    paths = settings_by_name(type(config))
+    unknown = set(changes) - set(paths)
+    if unknown:
+        raise TypeError(f"not a setting: {', '.join(sorted(unknown))}")
+    for name, value in changes.items():
+        config = _replace_at(config, paths[name], value)
+    return config
+
+
+def settings_by_name(config: type) -> dict[str, tuple[str, ...]]:
+    """Each setting's path by its name; two settings of one name would make overrides ambiguous."""
+    paths: dict[str, tuple[str, ...]] = {}
+    for d in declared(config):
+        if d.name in paths:
+            raise TypeError(f"setting {d.name!r} is declared twice: {paths[d.name]} and {d.path}")
+        paths[d.name] = d.path
+    return paths
+
+
+def _replace_at(config: Any, path: tuple[str, ...], value: object) -> Any:
+    head, *rest = path
+    return dataclasses.replace(config, **{head: _replace_at(getattr(config, head), tuple(rest), value) if rest else value})
+
 
 @dataclass(frozen=True)
 class StreamConfig:
     keyring: Keyring = field(default_factory=Keyring.generate, repr=False)
-    chunk_size: int = MiB
-    max_size: int = 512 * MiB
-    chunk_ttl_s: int = 300
-    session_ttl_s: int = 600
+    chunk_size: int = setting("DODOLENS_CHUNK_SIZE", MiB, "upload chunk size in bytes")
+    max_size: int = setting("DODOLENS_MAX_SIZE", 512 * MiB, "largest video accepted (413 beyond)")
+    chunk_ttl_s: int = setting("DODOLENS_CHUNK_TTL", 300, "seconds a sealed chunk lives in Redis")
+    session_ttl_s: int = setting("DODOLENS_SESSION_TTL", 600, "seconds a session lives in Redis")
     session_events_maxlen: int = 200
     global_maxlen: int = 10_000
-    analytics_days: int = 30
-    audit_days: int = 90
+    analytics_days: int = setting("DODOLENS_ANALYTICS_DAYS", 30, "retention of `dodo:analytics`, days")
+    audit_days: int = setting("DODOLENS_AUDIT_DAYS", 90, "retention of `dodo:audit`, days")
 
     @property
     def max_chunks(self) -> int:

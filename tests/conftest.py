@@ -45,8 +45,8 @@ def settings(redis_server: EmbeddedRedis, tmp_path: Path) -> "Settings":
     """Settings for a whole DodoLens against the test's Redis; analysis off unless a test sets a model."""
     from dodolens.settings import Settings
 
-    return Settings(redis_url=redis_server.url, results_db=str(tmp_path / "results.sqlite3"), chunk_size=256 * 1024,
-                    claim_idle_ms=2_000)
+    return Settings().with_overrides(redis_url=redis_server.url, results_db=str(tmp_path / "results.sqlite3"),
+                                     chunk_size=256 * 1024, claim_idle_ms=2_000)
 
 
 @pytest.fixture

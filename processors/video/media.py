@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from streams.config import setting
+
 
 class DecodeError(Exception):
     """A video that cannot be turned into frames, with a code clients can act on."""
@@ -19,14 +21,14 @@ class DecodeError(Exception):
 class DecodeLimits:
     """What a decode may cost; the defaults suit phone recordings of a home."""
 
-    frame_count: int = 8
+    frame_count: int = setting("DODOLENS_FRAMES", 8, "frame budget per video")
     max_long_side: int = 1024
     jpeg_quality: int = 85
     max_pixels: int = 8_847_360 * 2
     max_duration_s: float = 3600.0
     audio_rate: int = 16_000
     max_frame_count: int = 32
-    threads: int = 2
+    threads: int = setting("DODOLENS_DECODE_THREADS", 2, "threads each decode may use (1: one core per decode)")
     """Threads one decode may use. 1 holds it to one core (the audio after the video, frames shrunk and
     encoded one at a time, libav single-threaded): a worker that decodes many sessions side by side
     gets more from one core per decode than from two decodes fighting over both."""

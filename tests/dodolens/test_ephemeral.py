@@ -8,7 +8,6 @@ import random
 import sys
 import threading
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -66,7 +65,7 @@ async def slow_model() -> AsyncIterator[tuple[FakeOpenAI, str]]:
 
 def with_model(settings: Settings, model: tuple[FakeOpenAI, str]) -> Settings:
     fake, url = model
-    return replace(settings, openai_base_url=url, openai_api_key=fake.api_key)
+    return settings.with_overrides(base_url=url, api_key=fake.api_key)
 
 
 async def test_a_pipeline_run_writes_no_file_but_the_result_database(settings: Settings, slow_model) -> None:
@@ -79,7 +78,7 @@ async def test_a_pipeline_run_writes_no_file_but_the_result_database(settings: S
         finally:
             _recording.clear()
     assert outcome.result is not None and outcome.result["analysis"]["status"] == "complete"
-    allowed = Path(settings.results_db).resolve()
+    allowed = Path(settings.sink.results_db).resolve()
     strays = [p for p in _written if p != os.devnull and not Path(p).resolve().as_posix().startswith(allowed.as_posix())]
     assert strays == []
 
@@ -145,7 +144,7 @@ async def test_erasure_in_the_middle_of_processing_leaves_nothing(settings: Sett
 
 
 async def test_ttl_expiry_removes_an_abandoned_upload_and_tells_the_client(settings: Settings, redis: Redis) -> None:
-    short = replace(settings, chunk_ttl_s=1, session_ttl_s=2, sweep_interval_s=0.5)
+    short = settings.with_overrides(chunk_ttl_s=1, session_ttl_s=2, sweep_interval_s=0.5)
     async with Runtime(short) as rt, httpx.AsyncClient(base_url=rt.url) as http:
         created = (await http.post("/sessions", json={"size": 300_000})).json()
         sid, auth = created["session_id"], {"Authorization": f"Bearer {created['token']}"}
@@ -160,7 +159,7 @@ async def test_ttl_expiry_removes_an_abandoned_upload_and_tells_the_client(setti
 async def test_a_persistent_redis_is_refused_unless_allowed(settings: Settings, tmp_path: Path) -> None:
     with EmbeddedRedis(extra_args=("--save", "3600 1", "--dir", str(tmp_path))) as persistent:
         with pytest.raises(PersistentRedisError, match="RDB"):
-            async with Runtime(replace(settings, redis_url=persistent.url)):
+            async with Runtime(settings.with_overrides(redis_url=persistent.url)):
                 pass
-        async with Runtime(replace(settings, redis_url=persistent.url, allow_persistent_redis=True)) as rt:
+        async with Runtime(settings.with_overrides(redis_url=persistent.url, allow_persistent_redis=True)) as rt:
             assert rt.url

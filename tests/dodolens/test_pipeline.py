@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 import pytest
 
@@ -38,7 +37,7 @@ async def model() -> AsyncIterator[tuple[FakeOpenAI, str]]:
 @pytest.fixture
 async def analyzing_runtime(settings: Settings, model: tuple[FakeOpenAI, str]) -> AsyncIterator[Runtime]:
     fake, url = model
-    rt = await Runtime(replace(settings, openai_base_url=url, openai_api_key=fake.api_key, openai_max_retries=0)).start()
+    rt = await Runtime(settings.with_overrides(base_url=url, api_key=fake.api_key, max_retries=0)).start()
     try:
         yield rt
     finally:

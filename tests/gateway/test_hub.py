@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 
 import httpx
 import orjson
@@ -34,7 +33,7 @@ async def new_session(rt: Runtime) -> tuple[str, str]:
 
 
 async def test_a_client_reconnecting_to_another_gateway_gets_every_missed_event(settings: Settings, redis: Redis) -> None:
-    shared = replace(settings, master_secret=SECRET)
+    shared = settings.with_overrides(master_secret=SECRET)
     a = await Runtime(shared, workers=False).start()
     sid, token = await new_session(a)
     async with connect(ws_url(a, sid, token)) as ws:
@@ -72,7 +71,7 @@ async def test_a_bad_token_gets_an_error_and_a_close(runtime: Runtime, token: st
 
 
 async def test_an_idle_connection_stays_open_through_server_pings(settings: Settings, redis: Redis) -> None:
-    async with Runtime(replace(settings, ws_ping_interval_s=0.2), workers=False) as rt:
+    async with Runtime(settings.with_overrides(ws_ping_interval_s=0.2), workers=False) as rt:
         sid, token = await new_session(rt)
         async with connect(ws_url(rt, sid, token), ping_interval=None) as ws:
             await receive(ws, 1)

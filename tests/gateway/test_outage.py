@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 
 import httpx
 import orjson
@@ -24,7 +23,7 @@ async def wait_ready(http: httpx.AsyncClient, timeout_s: float = 15) -> None:
 
 
 async def test_outage_answers_503_then_everything_resumes(settings: Settings, redis_server: EmbeddedRedis) -> None:
-    async with Runtime(replace(settings, session_check_interval_s=0.5)) as rt, \
+    async with Runtime(settings.with_overrides(session_check_interval_s=0.5)) as rt, \
             httpx.AsyncClient(base_url=rt.url, timeout=30) as http:
         before = (await http.post("/sessions", json={"size": 1000})).json()
         ws = await connect(rt.url.replace("http", "ws", 1) + f"/sessions/{before['session_id']}/events?token={before['token']}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -30,8 +29,8 @@ async def analyzing(settings: Settings) -> AsyncIterator[Runtime]:
     """A whole DodoLens whose model is the local fake OpenAI, so the inventory has rows."""
     fake = FakeOpenAI(transcript="The sofa and the wardrobe come with us; the piano stays here.")
     async with LocalServer(fake.app) as server:
-        rt = await Runtime(replace(settings, openai_base_url=server.url + "/v1", openai_api_key=fake.api_key,
-                                   openai_max_retries=0)).start()
+        rt = await Runtime(settings.with_overrides(base_url=server.url + "/v1", api_key=fake.api_key,
+                                   max_retries=0)).start()
         try:
             yield rt
         finally:
@@ -41,7 +40,7 @@ async def analyzing(settings: Settings) -> AsyncIterator[Runtime]:
 async def test_the_page_turns_a_video_into_an_inventory_and_erases_it(analyzing: Runtime) -> None:
     video = make_video(duration=4, width=640, height=360, bitrate=4_000_000, noise=3,
                        scenes=[(0.0, "sienna"), (2.0, "steelblue")])
-    chunks = -(-len(video) // analyzing.settings.chunk_size)
+    chunks = -(-len(video) // analyzing.settings.stream.chunk_size)
     assert chunks >= 6
     in_flight, most_in_flight, puts, problems = 0, 0, 0, []
 
@@ -170,7 +169,7 @@ async def upload_through_the_page(runtime: Runtime, video: bytes) -> list[tuple[
 async def test_the_page_sends_an_mp4s_index_at_the_end_first(runtime: Runtime) -> None:
     """As a phone writes it (moov after mdat): the chunks holding the index go first, and are all stored before
     any other chunk is sent, so the server can decode the video while the rest arrives; then the rest in order."""
-    chunk_size = runtime.settings.chunk_size
+    chunk_size = runtime.settings.stream.chunk_size
     video = make_video(duration=3, width=640, height=360, bitrate=4_000_000, noise=3)
     chunks = -(-len(video) // chunk_size)
     lead = leading_chunks(video[:HEAD_BYTES], len(video), chunk_size)
@@ -187,7 +186,7 @@ async def test_the_page_sends_an_mp4s_index_at_the_end_first(runtime: Runtime) -
 
 async def test_the_page_sends_a_fast_start_mp4_in_plain_order(runtime: Runtime) -> None:
     """With the index at the front (fast start) nothing needs to go first: chunk 0, 1, 2, ... three at a time."""
-    chunk_size = runtime.settings.chunk_size
+    chunk_size = runtime.settings.stream.chunk_size
     video = make_video(duration=3, width=640, height=360, bitrate=4_000_000, noise=3, faststart=True)
     chunks = -(-len(video) // chunk_size)
     assert chunks >= 4 and leading_chunks(video[:HEAD_BYTES], len(video), chunk_size) == []

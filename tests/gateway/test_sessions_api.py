@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 import httpx
 import pytest
@@ -65,7 +64,7 @@ async def test_create_rejects_bad_bodies(http: httpx.AsyncClient, kwargs: dict, 
 
 
 async def test_backpressure_beyond_max_sessions(settings: Settings) -> None:
-    async with Runtime(replace(settings, max_sessions=2)) as rt:
+    async with Runtime(settings.with_overrides(max_sessions=2)) as rt:
         async with httpx.AsyncClient(base_url=rt.url) as http:
             for _ in range(2):
                 assert (await http.post("/sessions", json={"size": 10})).status_code == 201

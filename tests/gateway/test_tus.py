@@ -104,7 +104,7 @@ async def test_tuspy_upload_with_checksums_becomes_a_queued_session(gateway: Run
     assert await stored_bytes(gateway, sid) == data
     assert (await get_meta(gateway.redis, sid))["state"] == "queued"  # type: ignore[arg-type,index]
     assert sid in await queued_jobs(gateway)
-    chunks = -(-len(data) // settings.chunk_size)
+    chunks = -(-len(data) // settings.stream.chunk_size)
     types = [e.type.value for e in await history(gateway.redis, sid)]  # type: ignore[arg-type]
     assert types == ["session_created", *["chunk_received"] * chunks, "upload_complete"]
     head = await http.head(f"/files/{sid}", headers=auth(token))
@@ -238,7 +238,7 @@ async def test_protocol_errors_are_json_and_carry_the_tus_headers(gateway: Runti
                                                                    settings: Settings) -> None:
     options = await http.options("/files/")
     assert options.status_code == 204
-    assert options.headers["Tus-Version"] == "1.0.0" and options.headers["Tus-Max-Size"] == str(settings.max_size)
+    assert options.headers["Tus-Version"] == "1.0.0" and options.headers["Tus-Max-Size"] == str(settings.stream.max_size)
     assert set(options.headers["Tus-Extension"].split(",")) == {
         "creation", "creation-with-upload", "termination", "expiration", "checksum", "concatenation"}
     assert "sha1" in options.headers["Tus-Checksum-Algorithm"].split(",")
@@ -246,7 +246,7 @@ async def test_protocol_errors_are_json_and_carry_the_tus_headers(gateway: Runti
     created = await http.post("/files/", headers={**TUS, "Upload-Length": "1000"})
     sid, token = sid_of(created.headers["Location"]), created.headers["Upload-Token"]
     expires = parsedate_to_datetime(created.headers["Upload-Expires"]).timestamp()
-    assert 0 < expires - time.time() <= settings.chunk_ttl_s + 1
+    assert 0 < expires - time.time() <= settings.stream.chunk_ttl_s + 1
     other = (await http.post("/files/", headers={**TUS, "Upload-Length": "1000"})).headers["Upload-Token"]
     octet = {"Content-Type": "application/offset+octet-stream"}
     cases = [
@@ -255,7 +255,7 @@ async def test_protocol_errors_are_json_and_carry_the_tus_headers(gateway: Runti
          "unsupported_tus_version"),
         (await http.post("/files/", headers=TUS), 400, "missing_length"),
         (await http.post("/files/", headers={**TUS, "Upload-Length": "ten"}), 400, "bad_header"),
-        (await http.post("/files/", headers={**TUS, "Upload-Length": str(settings.max_size + 1)}), 413,
+        (await http.post("/files/", headers={**TUS, "Upload-Length": str(settings.stream.max_size + 1)}), 413,
          "video_too_large"),
         (await http.post("/files/", headers={**TUS, "Upload-Length": "10", "Upload-Metadata": "a b c"}), 400,
          "bad_metadata"),

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
 
 import httpx
 import pytest
@@ -52,7 +51,7 @@ async def complete(http: httpx.AsyncClient, sid: str, auth: dict[str, str], coun
 @pytest.fixture(params=[8, 0], ids=["with_follow_jobs", "without_follow_jobs"])
 async def deployment(settings: Settings, request: pytest.FixtureRequest) -> AsyncIterator[Runtime]:
     """A DodoLens whose workers hash uploads as they arrive, or do not (then the decode checks the SHA-256)."""
-    rt = await Runtime(replace(settings, follow_concurrency=request.param)).start()
+    rt = await Runtime(settings.with_overrides(follow_concurrency=request.param)).start()
     try:
         yield rt
     finally:
@@ -96,7 +95,7 @@ async def test_a_damaged_transfer_reports_the_checksum_rather_than_the_decode(de
 @pytest.fixture
 async def small_chunks(settings: Settings) -> AsyncIterator[Runtime]:
     """A DodoLens with 64 KiB chunks, so a short clip arrives in many, and a 1 s follow idle bound."""
-    rt = await Runtime(replace(settings, chunk_size=64 * 1024, follow_idle_s=1.0)).start()
+    rt = await Runtime(settings.with_overrides(chunk_size=64 * 1024, follow_idle_s=1.0)).start()
     try:
         yield rt
     finally:

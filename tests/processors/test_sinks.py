@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from processors.sinks import AirtableSink, ResultSink, SinkError, SQLiteSink, open_sink
+from processors.sinks import AirtableSink, ResultSink, SinkConfig, SinkError, SQLiteSink, open_sink
 from schemas.result import MAX_RESULT_BYTES
 from tests.support.fake_airtable import FakeAirtable
 from tests.support.fake_openai import LocalServer
@@ -212,14 +212,13 @@ async def test_airtable_unreachable_is_retryable():
 
 
 def test_sqlite_is_the_default(tmp_path):
-    sink = open_sink(airtable_api_key=None, airtable_base_id=None, airtable_table="results", airtable_endpoint=None,
-                     sqlite_path=str(tmp_path / "r.sqlite3"))
+    sink = open_sink(SinkConfig(results_db=str(tmp_path / "r.sqlite3")))
     assert isinstance(sink, SQLiteSink) and sink.path == str(tmp_path / "r.sqlite3")
 
 
 async def test_airtable_when_key_and_base_are_set(airtable, airtable_url, tmp_path):
-    sink = open_sink(airtable_api_key=airtable.api_key, airtable_base_id=airtable.base_id, airtable_table=None,
-                     airtable_endpoint=airtable_url, sqlite_path=str(tmp_path / "r.sqlite3"))
+    sink = open_sink(SinkConfig(airtable_api_key=airtable.api_key, airtable_base_id=airtable.base_id,
+                                airtable_endpoint=airtable_url, results_db=str(tmp_path / "r.sqlite3")))
     assert isinstance(sink, AirtableSink)
     await sink.put("s1", BLOB)
     assert airtable.rows(session_id="s1")
@@ -229,8 +228,7 @@ async def test_airtable_when_key_and_base_are_set(airtable, airtable_url, tmp_pa
 @pytest.mark.parametrize(("key", "base"), [("pat", None), (None, "app")])
 def test_half_an_airtable_configuration_is_an_error(key, base, tmp_path):
     with pytest.raises(ValueError, match="Airtable"):
-        open_sink(airtable_api_key=key, airtable_base_id=base, airtable_table="results", airtable_endpoint=None,
-                  sqlite_path=str(tmp_path / "r.sqlite3"))
+        open_sink(SinkConfig(airtable_api_key=key, airtable_base_id=base, results_db=str(tmp_path / "r.sqlite3")))
 
 
 async def test_workers_sharing_one_sqlite_file_all_store_their_first_result(tmp_path) -> None:

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -40,15 +39,16 @@ async def model() -> AsyncIterator[tuple[FakeOpenAI, str]]:
 
 def fault_settings(settings: Settings, model: tuple[FakeOpenAI, str], **changes: object) -> Settings:
     fake, url = model
-    return replace(settings, master_secret=bytes.fromhex(SECRET), openai_base_url=url, openai_api_key=fake.api_key,
-                   openai_max_retries=0, claim_idle_ms=800, **changes)
+    return settings.with_overrides(master_secret=bytes.fromhex(SECRET), base_url=url, api_key=fake.api_key,
+                                   max_retries=0, claim_idle_ms=800, **changes)
 
 
 def spawn_worker(settings: Settings) -> subprocess.Popen[bytes]:
     env = {**os.environ, "REDIS_URL": settings.redis_url or "", "DODOLENS_MASTER_SECRET": SECRET,
-           "OPENAI_BASE_URL": settings.openai_base_url or "", "OPENAI_API_KEY": settings.openai_api_key or "",
-           "DODOLENS_OPENAI_MAX_RETRIES": "0", "DODOLENS_CLAIM_IDLE_MS": str(settings.claim_idle_ms),
-           "DODOLENS_MAX_DELIVERIES": str(settings.max_deliveries), "DODOLENS_RESULTS_DB": settings.results_db}
+           "OPENAI_BASE_URL": settings.worker.analyzer.base_url or "",
+           "OPENAI_API_KEY": settings.worker.analyzer.api_key or "",
+           "DODOLENS_OPENAI_MAX_RETRIES": "0", "DODOLENS_CLAIM_IDLE_MS": str(settings.worker.claim_idle_ms),
+           "DODOLENS_MAX_DELIVERIES": str(settings.worker.max_deliveries), "DODOLENS_RESULTS_DB": settings.sink.results_db}
     return subprocess.Popen([sys.executable, "-m", "dodolens.cli", "worker"], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

@@ -82,9 +82,10 @@ async def test_sessions_cross_gateways_and_workers_on_a_cluster(
 ) -> None:
     fake = FakeOpenAI(transcript="The sofa comes with us.")
     async with LocalServer(fake.app) as model:
-        shared = Settings(redis_url=cluster.url, redis_cluster=True, master_secret=bytes(range(32)),
-                          results_db=str(tmp_path / "results.sqlite3"), chunk_size=64 * 1024, claim_idle_ms=2_000,
-                          openai_base_url=model.url + "/v1", openai_api_key=fake.api_key, openai_max_retries=0)
+        shared = Settings().with_overrides(
+            redis_url=cluster.url, redis_cluster=True, master_secret=bytes(range(32)),
+            results_db=str(tmp_path / "results.sqlite3"), chunk_size=64 * 1024, claim_idle_ms=2_000,
+            base_url=model.url + "/v1", api_key=fake.api_key, max_retries=0)
         runtimes = [Runtime(shared, workers=False), Runtime(shared, workers=False),
                     Runtime(shared, gateway=False), Runtime(shared, gateway=False)]
         async with contextlib.AsyncExitStack() as stack:
