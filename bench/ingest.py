@@ -32,6 +32,7 @@ from streams import keys
 from streams.config import MiB
 from streams.connection import connect
 from streams.embedded import free_port
+from streams.threads import in_thread
 
 TARGET = 0.5
 ROUNDS = 3
@@ -196,8 +197,8 @@ def run(clip: bytes) -> Goal:
                 await echo_put(echo_base, clip)
                 for _ in range(ROUNDS):
                     raw.append(mb / await raw_xadd(redis.url, chunks))
-                    gateway.append(mb / await asyncio.to_thread(lean.upload, base))
-                    bare.append(mb / await asyncio.to_thread(lean.upload, echo_base, echo=True))
+                    gateway.append(mb / await in_thread(lean.upload, base))
+                    bare.append(mb / await in_thread(lean.upload, echo_base, echo=True))
                     gateway_httpx.append(mb / await gateway_put(base, redis.url, clip))
                     bare_httpx.append(mb / await echo_put(echo_base, clip))
                 await erased(redis.url)

@@ -22,6 +22,7 @@ from dodolens.client import analyze_bytes
 from dodolens.runner import Runtime
 from dodolens.settings import Settings, SettingsError
 from schemas.catalogue import lookup
+from streams.threads import in_thread
 
 console = Console(stderr=True)
 
@@ -59,7 +60,7 @@ async def analyze(args: argparse.Namespace, settings: Settings) -> int:
     from dodolens.sample import sample_video
 
     console.print("[dim]no VIDEO given: using a generated 12 s sample home tour[/]")
-    return await analyze_video(args, settings, await asyncio.to_thread(sample_video), "video/mp4")
+    return await analyze_video(args, settings, await in_thread(sample_video), "video/mp4")
 
 
 async def analyze_video(args: argparse.Namespace, settings: Settings, data: bytes | mmap.mmap, content_type: str) -> int:

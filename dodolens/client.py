@@ -16,6 +16,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from processors.video import HEAD_BYTES, leading_chunks
+from streams.threads import in_thread
 
 EventCallback = Callable[[dict[str, Any]], Awaitable[None] | None]
 ProgressCallback = Callable[[int, int], None]
@@ -176,7 +177,7 @@ async def analyze_bytes(base_url: str, data: bytes | memoryview, *, content_type
         outcome = Outcome(sid, token)
         ready = asyncio.Event()
         follower = asyncio.create_task(follow_events(base_url, sid, token, on_event, outcome, ready))
-        digest = asyncio.create_task(asyncio.to_thread(lambda: hashlib.sha256(view).hexdigest()))
+        digest = asyncio.create_task(in_thread(lambda: hashlib.sha256(view).hexdigest()))
         try:
             await asyncio.wait_for(ready.wait(), 10)
             count = max(1, -(-len(view) // chunk_size))

@@ -31,6 +31,7 @@ from streams.connection import (
 )
 from streams.embedded import EmbeddedRedis, free_port
 from streams.events import EventHook, add_event_hook, remove_event_hook
+from streams.threads import in_thread
 
 log = logging.getLogger("dodolens")
 
@@ -96,7 +97,7 @@ class Runtime:
         if s.redis_url:
             self.redis_url = s.redis_url
         else:
-            self.embedded = await asyncio.to_thread(EmbeddedRedis().start)
+            self.embedded = await in_thread(EmbeddedRedis().start)
             self.redis_url = self.embedded.url
         self.redis = connect(self.redis_url, cluster=s.redis_cluster)
         await ensure_ephemeral(self.redis, allow_persistent=s.allow_persistent_redis)
@@ -150,7 +151,7 @@ class Runtime:
         if self.redis:
             await self.redis.aclose()
         if self.blocking:
-            await asyncio.to_thread(self.blocking.close)
+            await in_thread(self.blocking.close)
         if self.embedded:
-            await asyncio.to_thread(self.embedded.stop)
+            await in_thread(self.embedded.stop)
 

@@ -47,6 +47,7 @@ from dodolens.client import (
     send_chunks,
     session_status,
 )
+from streams.threads import in_thread
 
 UPLOADABLE = {"created", "uploading"}
 STAGES = {"upload_complete": (1, "queued"), "processing_started": (2, "decoding"), "frames_extracted": (3, "analyzing"),
@@ -171,7 +172,7 @@ async def upload_video(server: str, video: Path, *, parallel: int = 3, resume: R
             try:
                 await asyncio.wait_for(ready.wait(), 10)
                 if state in UPLOADABLE:
-                    digest = asyncio.create_task(asyncio.to_thread(source.sha256))
+                    digest = asyncio.create_task(in_thread(source.sha256))
                     try:
                         await send_chunks(client, sid, token, source, chunk_size, missing, parallel, on_progress,
                                           on_chunk)

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO
 
 from processors.config import WorkerConfig
 from processors.video import (
@@ -59,9 +59,9 @@ from streams.sessions import (
     set_state,
     update_meta,
 )
+from streams.threads import in_own_thread, in_thread, on_loop, pool
 
 log = logging.getLogger("dodolens.decoder")
-T = TypeVar("T")
 
 READ_AHEAD = 2
 """Chunks fetched ahead of a front-to-back reader, so Redis reads and decryption overlap decoding."""
@@ -94,7 +94,7 @@ class ChunkFetcher:
     """``fetch(index)`` for a reader on the decode thread: reads with a blocking client, reads ahead.
 
     Calls take turns: the two containers of one decode share their reader behind one lock
-    (``processors.video.threads.SharedWindow``); only the read-ahead thread runs beside them.
+    (``processors.video.parallel.SharedWindow``); only the read-ahead thread runs beside them.
 
     Sequential reads (the audio pass, a streamable container) are read ahead by ``READ_AHEAD``
     chunks on a thread of their own, so Redis reads and decryption overlap decoding. Every chunk
@@ -108,7 +108,7 @@ class ChunkFetcher:
         self._hashing = hashing
         self._read, self._count, self._abort = read, count, abort
         self._ahead: dict[int, concurrent.futures.Future[bytearray]] = {}
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pool: concurrent.futures.Executor | None = None
         self._lock = threading.Lock()
         self._recent: collections.deque[int] = collections.deque([-1], maxlen=READERS)
 
@@ -155,9 +155,9 @@ class ChunkFetcher:
         self.offer(index, data)
         return data
 
-    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
+    def _executor(self) -> concurrent.futures.Executor:
         if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dodolens-read-ahead")
+            self._pool = pool(1, "dodolens-read-ahead")
         return self._pool
 
 
@@ -296,7 +296,7 @@ async def decode_stored(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, si
     budget = cfg.processing_timeout_s - (started - float(meta.get("processing_started_at", started)))
     try:
         media: DecodedMedia = await asyncio.wait_for(
-            asyncio.to_thread(decode_checked, reader, fetcher, cfg.limits, declared, verified), budget)
+            in_thread(decode_checked, reader, fetcher, cfg.limits, declared, verified), budget)
     except TimeoutError:
         abort.set()
         await fail_session(r, cfg.stream, sid, ErrorCode.PROCESSING_TIMEOUT,
@@ -433,7 +433,7 @@ async def _follow(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sid: str
                 await update_meta(r, cfg.stream, sid, followed=noted)
 
     def on_read(index: int) -> None:
-        asyncio.run_coroutine_threadsafe(note(index), loop)
+        on_loop(loop, note(index))
 
     fetcher = ChunkFetcher(arriving_chunks(blocking, cfg, sid, abort, on_read), count, abort)
     reader: BinaryIO = (ChunkReader(size, chunk_size, fetcher, on_chunk=fetcher.offer) if seekable
@@ -500,34 +500,3 @@ async def _keep_pending(r: Redis, cfg: WorkerConfig, job: Job) -> None:
         await asyncio.sleep(cfg.claim_idle_ms / 3000)
         with contextlib.suppress(*RETRYABLE):
             await touch(r, job.stream, keys.GROUPS[job.stream], cfg.consumer, job.entry_id)
-
-
-async def in_own_thread(fn: Callable[..., T], *args: object) -> T:
-    """Run ``fn`` on a thread of its own: a follow decode blocks for as long as the upload lasts and
-    must not hold one of the default executor's few threads (the result sink writes there)."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(result: T | None, exc: BaseException | None) -> None:
-        if future.done():
-            return
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(result)  # type: ignore[arg-type]
-
-    def hand_over(result: T | None, exc: BaseException | None) -> None:
-        """To the awaiting task; a loop closed meanwhile (the process stopping) has nobody waiting."""
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(settle, result, exc)
-
-    def run() -> None:
-        try:
-            result = fn(*args)
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task, which re-raises it
-            hand_over(None, exc)
-        else:
-            hand_over(result, None)
-
-    threading.Thread(target=run, name="dodolens-follow", daemon=True).start()
-    return await future

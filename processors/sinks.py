@@ -1,14 +1,13 @@
 """Where results persist: one small blob per session, replaceable and erasable.
 
 SQLite (standard library) by default, Airtable when configured. Both libraries block, so every
-call runs in a worker thread (``asyncio.to_thread``) and the event loop never waits on a disk or
-a network. Writes are keyed on the session id: a job processed twice (at-least-once delivery)
+call runs in a worker thread (``streams.threads.in_thread``) and the event loop never waits on a
+disk or a network. Writes are keyed on the session id: a job processed twice (at-least-once delivery)
 leaves exactly one result, the last one.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import threading
@@ -26,6 +25,7 @@ from pyairtable.formulas import match
 
 from schemas.result import MAX_RESULT_BYTES
 from streams.config import setting
+from streams.threads import in_thread
 
 T = TypeVar("T")
 
@@ -100,7 +100,7 @@ class SQLiteSink:
         """Nothing stays open between calls."""
 
     async def _run(self, statement: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.to_thread(self._in_thread, statement)
+        return await in_thread(self._in_thread, statement)
 
     def _in_thread(self, statement: Callable[[sqlite3.Connection], T]) -> T:
         """Run one statement in its own connection and transaction.
@@ -193,11 +193,11 @@ class AirtableSink:
         return await self._run(erase)
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._api.session.close)
+        await in_thread(self._api.session.close)
 
     async def _run(self, call: Callable[[], T]) -> T:
         try:
-            return await asyncio.to_thread(call)
+            return await in_thread(call)
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else 0
             retryable = status in AIRTABLE_RETRY_STATUSES or status in (408, 409)

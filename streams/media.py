@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 
 from streams import keys
 from streams.config import StreamConfig
 from streams.connection import Redis
+from streams.threads import in_thread
 
 FRAME, AUDIO = "frame", "audio"
 AUDIO_PIECE = 1024 * 1024
@@ -19,7 +19,7 @@ async def store_media(r: Redis, cfg: StreamConfig, sid: str, frames: list[tuple[
     A sealed copy of a whole track (and the concatenations around it) would cost a worker several
     times the track's size at once; piece by piece it costs one piece, however long the video.
     """
-    sealed = await asyncio.to_thread(
+    sealed = await in_thread(
         lambda: [(ts, *cfg.keyring.seal(jpeg, sid, FRAME, i)) for i, (ts, jpeg) in enumerate(frames)]
     )
     async with r.pipeline(transaction=True) as pipe:
@@ -33,7 +33,7 @@ async def store_media(r: Redis, cfg: StreamConfig, sid: str, frames: list[tuple[
     view = memoryview(audio)
     count = -(-len(view) // AUDIO_PIECE)
     for i in range(count):
-        epoch, blob = await asyncio.to_thread(cfg.keyring.seal, view[i * AUDIO_PIECE : (i + 1) * AUDIO_PIECE], sid, AUDIO, i)
+        epoch, blob = await in_thread(cfg.keyring.seal, view[i * AUDIO_PIECE : (i + 1) * AUDIO_PIECE], sid, AUDIO, i)
         async with r.pipeline(transaction=True) as pipe:
             pipe.xadd(keys.audio(sid), {"i": i, "n": count, "ep": epoch, "ct": blob})
             pipe.expire(keys.audio(sid), cfg.chunk_ttl_s)
@@ -50,7 +50,7 @@ async def load_frames(r: Redis, cfg: StreamConfig, sid: str) -> list[tuple[float
             out.append((float(f[b"ts"]), cfg.keyring.open(int(f[b"ep"]), f[b"ct"], sid, FRAME, i)))
         return out
 
-    return await asyncio.to_thread(open_all)
+    return await in_thread(open_all)
 
 
 async def load_audio(r: Redis, cfg: StreamConfig, sid: str) -> bytes | None:
@@ -62,7 +62,7 @@ async def load_audio(r: Redis, cfg: StreamConfig, sid: str) -> bytes | None:
     def open_all() -> bytes:
         return b"".join(cfg.keyring.open(int(f[b"ep"]), f[b"ct"], sid, AUDIO, int(f[b"i"])) for _e, f in rows)
 
-    return await asyncio.to_thread(open_all)
+    return await in_thread(open_all)
 
 
 async def delete_media(r: Redis, sid: str) -> int:

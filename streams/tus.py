@@ -21,6 +21,7 @@ from streams.config import StreamConfig
 from streams.connection import Redis
 from streams.crypto import wipe
 from streams.sessions import decode_hash, expected_length
+from streams.threads import in_thread
 
 TAIL_KIND = "tus_tail"
 LOCK_TTL_MS = 30_000
@@ -81,7 +82,7 @@ async def load_tail(r: Redis, cfg: StreamConfig, sid: str, offset: int) -> bytea
     raw = await r.get(keys.tus_tail(sid))
     if raw is None:
         return bytearray()
-    plain = await asyncio.to_thread(cfg.keyring.open, int.from_bytes(raw[:8], "big"), raw[8:], sid, TAIL_KIND, offset)
+    plain = await in_thread(cfg.keyring.open, int.from_bytes(raw[:8], "big"), raw[8:], sid, TAIL_KIND, offset)
     return bytearray(plain)
 
 
@@ -89,7 +90,7 @@ async def commit(r: Redis, cfg: StreamConfig, sid: str, offset: int, tail: bytes
     """Record the new offset and tail together; refresh every TTL; returns the new expiry."""
     sealed = None
     if tail:
-        epoch, blob = await asyncio.to_thread(cfg.keyring.seal, tail, sid, TAIL_KIND, offset)
+        epoch, blob = await in_thread(cfg.keyring.seal, tail, sid, TAIL_KIND, offset)
         sealed = epoch.to_bytes(8, "big") + blob
     expires_at = time.time() + cfg.chunk_ttl_s
     async with r.pipeline(transaction=True) as pipe:

@@ -5,7 +5,7 @@ stored (``seeking``), ``decode_arriving`` reads one front to back while it arriv
 Both open containers the same way (``container``), reduce decoded frames at once to small
 candidates (``frames``), choose among them the same way (``select``) and decode the audio the same
 way (``audio``). ``sniff`` reads what a file's first bytes say, ``media_reader`` gives PyAV files
-over chunks, and ``threads`` owns every thread a decode starts.
+over chunks, and ``parallel`` says what of a decode runs side by side.
 """
 
 from processors.video.media import DecodedMedia, DecodeError, DecodeLimits, Frame

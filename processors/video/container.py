@@ -15,7 +15,7 @@ from processors.video.frames import Shot
 from processors.video.media import DecodedMedia, DecodeError, DecodeLimits
 from processors.video.select import Candidate, select_frames
 from processors.video.sniff import looks_like_container
-from processors.video.threads import finish_all
+from processors.video.parallel import finish_all
 from schemas.errors import ErrorCode
 
 ALLOWED_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,mpegts,avi,flv,ogg"

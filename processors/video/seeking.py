@@ -9,7 +9,7 @@ Why it looks like this:
   loop is bounded by the input size, so a hostile file cannot hang a worker.
 - Nothing is shared between calls: each call opens its own containers, so it is safe from a thread
   pool. Decoded frames are dropped as soon as they are reduced to a candidate.
-- The audio runs beside the video through a second container (``processors.video.threads``).
+- The audio runs beside the video through a second container (``processors.video.parallel``).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from processors.video.container import (
 from processors.video.frames import Shot, shrink
 from processors.video.media import DecodedMedia, DecodeError, DecodeLimits, frame_budget
 from processors.video.sniff import looks_like_container, peek
-from processors.video.threads import AudioPass, SharedWindow, executor
+from processors.video.parallel import SharedWindow, audio_beside, executor
 from schemas.errors import ErrorCode
 
 CANDIDATES_PER_SLOT = 3
@@ -65,7 +65,7 @@ def decode_media(source: BinaryIO, limits: DecodeLimits = DecodeLimits()) -> Dec
 
 
 def _decode(source: BinaryIO, head: bytes, limits: DecodeLimits) -> DecodedMedia:
-    """The video on this thread, the audio on another (``AudioPass``), each through its own container;
+    """The video on this thread, the audio on another (``audio_beside``), each through its own container;
     one after the other when ``limits.threads`` is 1."""
     lock = threading.Lock()
     if limits.threads <= 1:
@@ -73,7 +73,7 @@ def _decode(source: BinaryIO, head: bytes, limits: DecodeLimits) -> DecodedMedia
             media = _decode_video(container, head, limits)
         media.audio_wav = audio_only(SharedWindow(source, lock), head, limits, threading.Event())
         return media
-    audio = AudioPass(lambda stop: audio_only(SharedWindow(source, lock), head, limits, stop))
+    audio = audio_beside(lambda stop: audio_only(SharedWindow(source, lock), head, limits, stop))
     try:
         with open_container(SharedWindow(source, lock), head, limits) as container:
             media = _decode_video(container, head, limits)

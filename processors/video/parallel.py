@@ -1,5 +1,6 @@
-"""The thread side of a decode, in one place: the audio pass beside the video, the shrinking worker,
-the JPEG pool, and the window that lets two containers share one source.
+"""What of a decode runs side by side: the audio pass beside the video, the shrinking worker, the
+JPEG pool, and the window that lets two containers share one source. The threads themselves are
+started by ``streams.threads``.
 
 libav and PIL release the GIL for all the heavy work, so these threads really run side by side.
 ``DecodeLimits.threads`` == 1 turns every pool into inline calls and the audio into a second pass.
@@ -8,17 +9,15 @@ libav and PIL release the GIL for all the heavy work, so these threads really ru
 from __future__ import annotations
 
 import io
-import itertools
 import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from typing import BinaryIO, TypeVar
+from concurrent.futures import Executor
+from typing import BinaryIO
 
 from processors.video.frames import Shot, finish
 from processors.video.media import DecodeLimits, Frame
 from processors.video.media_reader import seek_position
-
-T = TypeVar("T")
+from streams.threads import Beside, map_in_pool, pool
 
 FINISH_THREADS = 2
 """Threads that JPEG-encode the chosen frames."""
@@ -62,55 +61,19 @@ class SharedWindow:
         return data or b""
 
 
-class AudioPass:
-    """The audio decode, started at once on its own thread so that it overlaps the video seeks.
+def audio_beside(work: Callable[[threading.Event], bytes | None]) -> Beside[bytes | None]:
+    """The audio decode, started at once so that it overlaps the video seeks.
 
     Audio is thousands of small packets, each a few Python round trips holding the GIL; keyframe
     decoding and scaling are long libav calls that release it. Side by side on two cores they take
     little longer than the video alone. ``cancel`` stops the pass at its next packet and waits for
     it, so no read of the source outlives ``decode_media``, whatever it raised.
     """
-
-    def __init__(self, work: Callable[[threading.Event], bytes | None]) -> None:
-        self._stop = threading.Event()
-        self._work = work
-        self._outcome: list[bytes | None] = []
-        self._error: list[BaseException] = []
-        self._thread = threading.Thread(target=self._run, name="dodolens-audio", daemon=True)
-        self._thread.start()
-
-    def result(self) -> bytes | None:
-        """The WAV (None without audio) once the pass is done; re-raises what the pass raised."""
-        self._thread.join()
-        if self._error:
-            raise self._error[0]
-        return self._outcome[0]
-
-    def cancel(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        try:
-            self._outcome.append(self._work(self._stop))
-        except BaseException as exc:  # noqa: BLE001 - handed over to the caller's thread by result()
-            self._error.append(exc)
-
-
-class Inline(Executor):
-    """An executor that runs each task at once on the calling thread (``DecodeLimits.threads`` == 1)."""
-
-    def submit(self, fn: Callable[..., T], /, *args: object, **kwargs: object) -> Future[T]:
-        future: Future[T] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - kept in the future, raised by result() as from a thread
-            future.set_exception(exc)
-        return future
+    return Beside(work, "dodolens-audio")
 
 
 def executor(limits: DecodeLimits, workers: int, name: str) -> Executor:
-    return Inline() if limits.threads <= 1 else ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+    return pool(workers if limits.threads > 1 else 0, name)
 
 
 def finish_all(shots: list[Shot], limits: DecodeLimits) -> list[Frame]:
@@ -118,5 +81,4 @@ def finish_all(shots: list[Shot], limits: DecodeLimits) -> list[Frame]:
     encoding run in libav and PIL without the GIL, so two frames are finished at once on two cores."""
     if len(shots) < 2 or limits.threads <= 1:
         return [finish(shot, limits) for shot in shots]
-    with ThreadPoolExecutor(max_workers=FINISH_THREADS, thread_name_prefix="dodolens-jpeg") as pool:
-        return list(pool.map(finish, shots, itertools.repeat(limits)))
+    return map_in_pool(lambda shot: finish(shot, limits), shots, FINISH_THREADS, "dodolens-jpeg")
