@@ -47,9 +47,9 @@ from dodolens.client import (
     send_chunks,
     session_status,
 )
+from schemas.lifecycle import UPLOADABLE, is_finished
 from streams.threads import in_thread
 
-UPLOADABLE = {"created", "uploading"}
 STAGES = {"upload_complete": (1, "queued"), "processing_started": (2, "decoding"), "frames_extracted": (3, "analyzing"),
           "ai_analysis_progress": (3, "analyzing"), "analysis_complete": (4, "done")}
 """Event type -> (stage number out of 4, label), for the processing bar."""
@@ -286,7 +286,7 @@ async def command(args: argparse.Namespace) -> int:
         console.print(f"[red]cannot reach {args.server}:[/] {exc}; run the same command again to resume")
         return 1
     outcome = report.outcome
-    if report.state in ("done", "failed") or outcome.result or outcome.error:
+    if is_finished(report.state) or outcome.result or outcome.error:
         state_file.unlink(missing_ok=True)
     if args.json:
         sys.stdout.write(orjson.dumps({

@@ -10,6 +10,7 @@ from gateway.config import GatewayConfig, ResultStore
 from gateway.errors import ApiError
 from schemas.api import ErasureReceipt
 from schemas.events import EventType
+from schemas.lifecycle import UPLOADABLE
 from streams import keys
 from streams.audit import audit
 from streams.connection import Redis
@@ -23,9 +24,6 @@ from streams.sessions import (
     missing_chunks,
     set_state,
 )
-
-UPLOADABLE = frozenset({State.CREATED, State.UPLOADING})
-
 
 async def begin_upload(r: Redis, cfg: GatewayConfig, size: int, content_type: str, *, protocol: str | None = None,
                        follow: bool = True) -> tuple[str, str, float]:

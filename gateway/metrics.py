@@ -20,10 +20,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schemas.events import Event, EventType
+from schemas.lifecycle import FINISHED
 from streams import keys
 from streams.connection import RETRYABLE, Redis
 from streams.health import gather
-from streams.sessions import FINISHED
 
 log = logging.getLogger("dodolens.metrics")
 

@@ -13,8 +13,9 @@ from starlette.routing import Route
 from gateway.auth import check_token, valid_session_id
 from gateway.config import GatewayConfig
 from gateway.errors import ApiError
-from gateway.lifecycle import UPLOADABLE, begin_upload, complete_upload, erase_upload
+from gateway.lifecycle import begin_upload, complete_upload, erase_upload
 from schemas.api import Accepted, ChunkStored, Complete, CreateSession, SessionCreated, SessionStatus
+from schemas.lifecycle import UPLOADABLE
 from schemas.result import decode_result
 from streams.chunks import KIND, SealedBuffers, append_sealed
 from streams.connection import Redis

@@ -27,9 +27,10 @@ from starlette.routing import Route
 from gateway.auth import check_token, valid_session_id
 from gateway.config import GatewayConfig
 from gateway.errors import ApiError
-from gateway.lifecycle import UPLOADABLE, begin_upload, complete_upload, erase_upload
+from gateway.lifecycle import begin_upload, complete_upload, erase_upload
 from gateway.sessions import authorize
 from schemas.events import EventType
+from schemas.lifecycle import UPLOADABLE
 from streams import keys
 from streams.chunks import ChunkMissing, read_chunk
 from streams.connection import RETRYABLE, Redis

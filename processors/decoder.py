@@ -36,6 +36,7 @@ from processors.video import (
 )
 from schemas.errors import ErrorCode
 from schemas.events import EventType
+from schemas.lifecycle import accepts_chunks
 from streams import keys
 from streams.audit import audit
 from streams.blocking import chunk_entry_blocking, read_chunk_blocking
@@ -349,7 +350,7 @@ async def follow_job(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, job: 
     meta = await pending_meta(r, sid)
     if meta is None:
         return
-    if meta["state"] not in (State.CREATED, State.UPLOADING):
+    if not accepts_chunks(meta["state"]):
         if meta.get("decoder") == job.entry_id:
             started = time.time()
             await start_processing(r, cfg, sid, meta, started)
@@ -487,7 +488,7 @@ async def _completed_meta(r: Redis, cfg: WorkerConfig, sid: str, abort: threadin
         state = await get_fields(r, sid)
         if state is None or state["state"] == State.FAILED:
             return None
-        if state["state"] not in (State.CREATED, State.UPLOADING):
+        if not accepts_chunks(state["state"]):
             return await get_meta(r, sid)
         await asyncio.sleep(0.01)
         waited += 0.01

@@ -17,13 +17,14 @@ from redis.exceptions import ResponseError
 
 from schemas.errors import ErrorCode
 from schemas.events import EventType
+from schemas.lifecycle import FINISHED
 from streams import keys
 from streams.audit import audit
 from streams.config import StreamConfig
 from streams.connection import RETRYABLE, Redis, info_per_node
 from streams.events import publish
 from streams.lifecycle import fail_session
-from streams.sessions import FINISHED, get_meta
+from streams.sessions import get_meta
 
 log = logging.getLogger("dodolens.sweeper")
 

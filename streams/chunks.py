@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator
 
 from schemas.events import Event, EventType
+from schemas.lifecycle import LUA
 from streams import keys
 from streams.config import StreamConfig
 from streams.events import recorded_event
@@ -18,7 +19,7 @@ class ChunkMissing(LookupError):
     """A chunk the meta hash promised is gone from the stream (expired or erased)."""
 
 
-RECORD = """
+RECORD = LUA + """
 local meta, stream, events, field, length = KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2]
 redis.call('XGROUP', 'DESTROY', stream, ARGV[3])
 redis.call('XGROUP', 'CREATE', stream, ARGV[3], '$')
@@ -42,8 +43,8 @@ end
 redis.call('HSET', meta, field, id .. ':' .. length)
 redis.call('HINCRBY', meta, 'bytes', length)
 local received = redis.call('HINCRBY', meta, 'received', 1)
-if ARGV[6] ~= '' and redis.call('HGET', meta, 'state') == 'created' then
-  redis.call('HSET', meta, 'state', 'uploading', 'updated_at', ARGV[6])
+if ARGV[6] ~= '' and redis.call('HGET', meta, 'state') == CREATED then
+  redis.call('HSET', meta, 'state', UPLOADING, 'updated_at', ARGV[6])
 end
 redis.call('EXPIRE', stream, ARGV[4])
 redis.call('EXPIRE', meta, ARGV[5])

@@ -14,6 +14,7 @@ from typing import Any
 
 from schemas.analytics import ANALYTICS_VERSION, AnalyticsEvent
 from schemas.events import EventType
+from schemas.lifecycle import IN_PROGRESS
 from streams import keys
 from streams.analytics import read_window
 from streams.audit import pseudonym
@@ -29,7 +30,6 @@ PROCESSING_LIMIT_S = 180.0
 ERROR_RATE_LIMIT = 0.05
 ERROR_WINDOW_S = 900.0
 RECORDED_ALERT_WINDOW_S = 3600.0
-IN_PROGRESS = ("queued", "processing", "analyzing")
 OUTCOME_TYPES = frozenset({EventType.ANALYSIS_COMPLETE.value, EventType.ERROR.value})
 
 

@@ -6,13 +6,14 @@ import time
 from typing import Any
 
 from schemas.events import EventType
+from schemas.lifecycle import FINISHED, State
 from streams import keys
 from streams.audit import audit
 from streams.config import StreamConfig
 from streams.connection import Redis
 from streams.events import publish
 from streams.media import delete_media
-from streams.sessions import FINISHED, State, get_meta, is_erased, set_state
+from streams.sessions import get_meta, is_erased, set_state
 
 
 async def pending_meta(r: Redis, sid: str) -> dict[str, str] | None:

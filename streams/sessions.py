@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import time
-from enum import StrEnum
 
+from schemas.lifecycle import FINISHED, LUA, State
 from streams import keys
 from streams.config import StreamConfig
 from streams.connection import Redis
 
 
-class State(StrEnum):
-    CREATED = "created"
-    UPLOADING = "uploading"
-    QUEUED = "queued"
-    PROCESSING = "processing"
-    ANALYZING = "analyzing"
-    DONE = "done"
-    FAILED = "failed"
-
-
-FINISHED = frozenset({State.DONE, State.FAILED})
 CHUNK_FIELD = "c:"
 """Meta fields ``c:<index>`` map a chunk index to ``<stream entry id>:<length>``."""
 
@@ -90,9 +79,9 @@ if owner == ARGV[1] then return 1 end
 return 0
 """
 
-RELEASE_DECODE = """
+RELEASE_DECODE = LUA + """
 local state = redis.call('HGET', KEYS[1], 'state')
-if (state == 'created' or state == 'uploading') and redis.call('HGET', KEYS[1], 'decoder') == ARGV[1] then
+if accepts_chunks(state) and redis.call('HGET', KEYS[1], 'decoder') == ARGV[1] then
   redis.call('HDEL', KEYS[1], 'decoder')
   return 1
 end
