@@ -19,7 +19,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect as ws_connect
 
 from bench.harness import Goal, deployment, percentile, stream_config
-from schemas.events import EventType
+from schemas.events import AnalysisProgressData
 from streams.connection import connect
 from streams.events import publish
 
@@ -62,7 +62,8 @@ async def _measure(base: str, redis_url: str) -> dict[str, list[float]]:
             sock.append(ws)
             async for message in ws:
                 event = orjson.loads(message)
-                seq = event["data"].get("seq")
+                stage = event["data"].get("stage", "")
+                seq = int(stage.removeprefix("bench ")) if stage.startswith("bench ") else None
                 if seq is None:
                     ready.set()
                     continue
@@ -84,7 +85,7 @@ async def _measure(base: str, redis_url: str) -> dict[str, list[float]]:
         nonlocal seq
         seq += 1
         sent[seq] = time.perf_counter()
-        await publish(r, cfg, sid, EventType.AI_ANALYSIS_PROGRESS, {"stage": "bench", "progress": 0.5, "seq": seq})
+        await publish(r, cfg, sid, AnalysisProgressData(stage=f"bench {seq}", progress=0.5))
 
     try:
         per_tick = round(STEADY_RATE * TICK_S)

@@ -12,7 +12,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.auth import check_token, valid_session_id
-from schemas.events import TERMINAL_TYPES, Event, EventType
+from schemas.events import TERMINAL_TYPES, ErrorData, Event, EventType
 from streams.connection import RETRYABLE, Redis
 from schemas.errors import ErrorCode
 from streams import keys
@@ -85,10 +85,10 @@ class Hub:
                     last = await history_tail(self.redis, sid)
                     if last is not None and _closes(last):
                         continue
-                    await publish(self.redis, self.stream, sid, EventType.ERROR, {
-                        "code": ErrorCode.MEDIA_EXPIRED, "retryable": True, "final": True,
-                        "message": "the session's data is gone (expired or lost in a storage outage); upload again",
-                    })
+                    await publish(self.redis, self.stream, sid, ErrorData(
+                        code=ErrorCode.MEDIA_EXPIRED, retryable=True, final=True,
+                        message="the session's data is gone (expired or lost in a storage outage); upload again",
+                    ))
             except RETRYABLE:
                 continue
 

@@ -9,7 +9,7 @@ from gateway.auth import issue_token, new_session_id
 from gateway.config import GatewayConfig, ResultStore
 from gateway.errors import ApiError
 from schemas.api import ErasureReceipt
-from schemas.events import EventType
+from schemas.events import ErrorData, SessionCreatedData, UploadCompleteData
 from schemas.lifecycle import UPLOADABLE
 from streams import keys
 from streams.audit import audit
@@ -38,8 +38,8 @@ async def begin_upload(r: Redis, cfg: GatewayConfig, size: int, content_type: st
     if protocol:
         await r.hset(keys.meta(sid), "protocol", protocol)
     token, expires = issue_token(cfg.stream.keyring, sid, cfg.token_ttl_s)
-    await publish(r, cfg.stream, sid, EventType.SESSION_CREATED,
-                  {"size": size, "chunks": expected_chunks(size, cfg.stream.chunk_size), **tagged})
+    await publish(r, cfg.stream, sid,
+                  SessionCreatedData(size=size, chunks=expected_chunks(size, cfg.stream.chunk_size), **tagged))
     await audit(r, cfg.stream, "session_created", sid, size=size, **tagged)
     if follow:
         await enqueue(r, cfg.stream, keys.FOLLOW, sid)
@@ -64,8 +64,8 @@ async def complete_upload(r: Redis, cfg: GatewayConfig, sid: str, meta: dict[str
     missing = missing_chunks(meta)
     if missing:
         message = f"{len(missing)} chunk(s) missing; send them and complete again"
-        await publish(r, cfg.stream, sid, EventType.ERROR,
-                      {"code": "missing_chunks", "message": message, "retryable": True, "final": False, "missing": missing[:100]})
+        await publish(r, cfg.stream, sid, ErrorData(code="missing_chunks", message=message, retryable=True, final=False,
+                                                    missing=missing[:100]))
         raise ApiError(409, "missing_chunks", message, missing=missing)
     if (chunks is not None and chunks != count) or int(meta["bytes"]) != size:
         message = f"declared {size} bytes in {count} chunks, got {meta['bytes']} bytes and complete(chunks={chunks})"
@@ -74,7 +74,7 @@ async def complete_upload(r: Redis, cfg: GatewayConfig, sid: str, meta: dict[str
     checksum = {"sha256": sha256.lower()} if sha256 else {}
     await set_state(r, cfg.stream, sid, State.QUEUED, uploaded_at=time.time(), **checksum)
     await enqueue(r, cfg.stream, keys.JOBS, sid)
-    await publish(r, cfg.stream, sid, EventType.UPLOAD_COMPLETE, {"size": size, "chunks": count})
+    await publish(r, cfg.stream, sid, UploadCompleteData(size=size, chunks=count))
     await audit(r, cfg.stream, "upload_complete", sid, size=size, chunks=count)
     return State.QUEUED
 

@@ -29,7 +29,7 @@ from gateway.config import GatewayConfig
 from gateway.errors import ApiError
 from gateway.lifecycle import begin_upload, complete_upload, erase_upload
 from gateway.sessions import authorize
-from schemas.events import EventType
+from schemas.events import ChunkReceivedData
 from schemas.lifecycle import UPLOADABLE
 from streams import keys
 from streams.chunks import ChunkMissing, read_chunk
@@ -244,8 +244,7 @@ async def receive(request: Request, upload: TusUpload) -> tuple[int, float]:
             for index, new in await writer.write(part):
                 if new:
                     received = int(await r.hget(keys.meta(sid), "received") or 0)
-                    await publish(r, cfg.stream, sid, EventType.CHUNK_RECEIVED,
-                                  {"index": index, "received": received, "chunks": count})
+                    await publish(r, cfg.stream, sid, ChunkReceivedData(index=index, received=received, chunks=count))
             if overflow:
                 break
     except ClientDisconnect:
@@ -368,8 +367,8 @@ async def create_final(request: Request, concat: str, metadata: dict[str, bytes 
                 for index, (entry, _length) in sorted(chunk_map(meta).items()):
                     for stored, new in await writer.write(await read_chunk(r, cfg.stream, part.sid, index, entry)):
                         if new:
-                            await publish(r, cfg.stream, sid, EventType.CHUNK_RECEIVED,
-                                          {"index": stored, "received": stored + 1, "chunks": count})
+                            await publish(r, cfg.stream, sid,
+                                          ChunkReceivedData(index=stored, received=stored + 1, chunks=count))
             await writer.save()
     except ChunkMissing:
         message = "a partial upload expired or was terminated while it was being concatenated; upload again"

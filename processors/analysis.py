@@ -11,7 +11,7 @@ from processors.analyzer import Analysis, AnalysisError, analyze
 from processors.config import WorkerConfig
 from processors.sinks import ResultSink, SinkError
 from schemas.errors import ErrorCode
-from schemas.events import EventType, utc_now
+from schemas.events import AnalysisCompleteData, AnalysisProgressData, utc_now
 from schemas.result import AnalysisInfo, AnalysisStatus, Result, ResultTooLarge, Timings, VideoInfo, encode_result
 from streams.audit import audit
 from streams.connection import Redis
@@ -79,7 +79,7 @@ async def analyze_job(r: Redis, cfg: WorkerConfig, sink: ResultSink, job: Job,
         await audit(r, cfg.stream, "media_access", sid, stage="analysis", consumer=cfg.consumer)
 
         async def progress(stage: str, fraction: float) -> None:
-            await publish(r, cfg.stream, sid, EventType.AI_ANALYSIS_PROGRESS, {"stage": stage, "progress": round(fraction, 3)})
+            await publish(r, cfg.stream, sid, AnalysisProgressData(stage=stage, progress=round(fraction, 3)))
 
         started = time.time()
         elapsed = started - float(meta.get("processing_started_at", started))
@@ -112,7 +112,7 @@ async def analyze_job(r: Redis, cfg: WorkerConfig, sink: ResultSink, job: Job,
                                retryable=True)
             return
         await set_state(r, cfg.stream, sid, State.DONE, result_bytes=len(blob))
-        await publish(r, cfg.stream, sid, EventType.ANALYSIS_COMPLETE, {"result": result.model_dump(mode="json")})
+        await publish(r, cfg.stream, sid, AnalysisCompleteData(result=result))
         await audit(r, cfg.stream, "analysis_complete", sid, result_bytes=len(blob), seconds=result.timings.total_s)
     finally:
         await delete_media(r, sid)

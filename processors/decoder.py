@@ -35,7 +35,7 @@ from processors.video import (
     streamable,
 )
 from schemas.errors import ErrorCode
-from schemas.events import EventType
+from schemas.events import FramesExtractedData, ProcessingStartedData
 from schemas.lifecycle import accepts_chunks
 from streams import keys
 from streams.audit import audit
@@ -269,7 +269,7 @@ async def fail_decode(r: Redis, cfg: WorkerConfig, sid: str, exc: BaseException,
 
 async def start_processing(r: Redis, cfg: WorkerConfig, sid: str, meta: dict[str, str], started: float) -> None:
     await set_state(r, cfg.stream, sid, State.PROCESSING, processing_started_at=meta.get("processing_started_at", started))
-    await publish(r, cfg.stream, sid, EventType.PROCESSING_STARTED, {"stage": "decode"})
+    await publish(r, cfg.stream, sid, ProcessingStartedData(stage="decode"))
     await audit(r, cfg.stream, "media_access", sid, stage="decode", consumer=cfg.consumer)
 
 
@@ -325,12 +325,12 @@ async def deliver(r: Redis, cfg: WorkerConfig, sid: str, media: DecodedMedia, st
                       has_audio=int(media.audio_wav is not None), decode_s=round(decode_s, 3), decoded_at=time.time(),
                       **facts)
     await enqueue(r, cfg.stream, keys.ANALYZE, sid)
-    await publish(r, cfg.stream, sid, EventType.FRAMES_EXTRACTED, {
-        "frames": len(media.frames),
-        "timestamps": [round(f.timestamp, 2) for f in media.frames],
-        "duration": round(media.duration, 3),
-        "audio": media.audio_wav is not None,
-    })
+    await publish(r, cfg.stream, sid, FramesExtractedData(
+        frames=len(media.frames),
+        timestamps=[round(f.timestamp, 2) for f in media.frames],
+        duration=round(media.duration, 3),
+        audio=media.audio_wav is not None,
+    ))
     await audit(r, cfg.stream, "decoded", sid, frames=len(media.frames), seconds=round(decode_s, 3), **facts)
 
 

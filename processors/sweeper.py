@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from redis.exceptions import ResponseError
 
 from schemas.errors import ErrorCode
-from schemas.events import EventType
+from schemas.events import ErrorData
 from schemas.lifecycle import FINISHED
 from streams import keys
 from streams.audit import audit
@@ -78,8 +78,8 @@ async def sweep_expired(r: Redis, cfg: StreamConfig, report: SweepReport) -> Non
             continue
         await r.zrem(keys.ACTIVE, sid)
         await r.delete(*keys.media_keys(sid))
-        await publish(r, cfg, sid, EventType.ERROR, {"code": ErrorCode.MEDIA_EXPIRED, "retryable": True, "final": True,
-                                                     "message": "the session expired before it finished; upload again"})
+        await publish(r, cfg, sid, ErrorData(code=ErrorCode.MEDIA_EXPIRED, retryable=True, final=True,
+                                             message="the session expired before it finished; upload again"))
         report.expired_sessions.append(sid)
         await audit(r, cfg, "ttl_expired", sid)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,44 +41,71 @@ class Event(BaseModel):
     v: int = EVENT_VERSION
 
 
-class SessionCreatedData(BaseModel):
+class EventData(BaseModel):
+    """The ``data`` of one type of event; ``event_type`` says which, so publishing it needs no other."""
+
+    event_type: ClassVar[EventType]
+
+    def payload(self) -> dict[str, Any]:
+        """As JSON, with only the fields the publisher set: an optional field left out stays out."""
+        return self.model_dump(mode="json", include=self.model_fields_set)
+
+
+class SessionCreatedData(EventData):
+    event_type = EventType.SESSION_CREATED
+
     size: int = Field(ge=0, description="Declared size of the video in bytes")
     chunks: int = Field(ge=0, description="Number of chunks expected")
+    protocol: str | None = Field(None, description="How the upload arrives when not by the chunk API (tus, tus-partial)")
 
 
-class ChunkReceivedData(BaseModel):
+class ChunkReceivedData(EventData):
+    event_type = EventType.CHUNK_RECEIVED
+
     index: int = Field(ge=0)
     received: int = Field(ge=0, description="Distinct chunks stored so far")
     chunks: int = Field(ge=0)
 
 
-class UploadCompleteData(BaseModel):
+class UploadCompleteData(EventData):
+    event_type = EventType.UPLOAD_COMPLETE
+
     size: int = Field(ge=0)
     chunks: int = Field(ge=0)
 
 
-class ProcessingStartedData(BaseModel):
+class ProcessingStartedData(EventData):
+    event_type = EventType.PROCESSING_STARTED
+
     stage: str
 
 
-class FramesExtractedData(BaseModel):
+class FramesExtractedData(EventData):
+    event_type = EventType.FRAMES_EXTRACTED
+
     frames: int = Field(ge=0)
     timestamps: list[float] = Field(default_factory=list)
     duration: float = Field(ge=0)
     audio: bool
 
 
-class AnalysisProgressData(BaseModel):
+class AnalysisProgressData(EventData):
+    event_type = EventType.AI_ANALYSIS_PROGRESS
+
     stage: str
     progress: float = Field(ge=0, le=1)
 
 
-class AnalysisCompleteData(BaseModel):
+class AnalysisCompleteData(EventData):
+    event_type = EventType.ANALYSIS_COMPLETE
+
     result: Result
 
 
-class ErrorData(BaseModel):
+class ErrorData(EventData):
     """``data`` of an ``error`` event: a stable code, a human message, and whether to retry."""
+
+    event_type = EventType.ERROR
 
     code: str
     message: str
@@ -87,21 +114,16 @@ class ErrorData(BaseModel):
     missing: list[int] | None = Field(None, description="Chunk indexes still missing (code missing_chunks)")
 
 
-class SessionErasedData(BaseModel):
+class SessionErasedData(EventData):
+    event_type = EventType.SESSION_ERASED
+
     keys_deleted: int = Field(ge=0)
 
 
-DATA_MODELS: dict[EventType, type[BaseModel]] = {
-    EventType.SESSION_CREATED: SessionCreatedData,
-    EventType.CHUNK_RECEIVED: ChunkReceivedData,
-    EventType.UPLOAD_COMPLETE: UploadCompleteData,
-    EventType.PROCESSING_STARTED: ProcessingStartedData,
-    EventType.FRAMES_EXTRACTED: FramesExtractedData,
-    EventType.AI_ANALYSIS_PROGRESS: AnalysisProgressData,
-    EventType.ANALYSIS_COMPLETE: AnalysisCompleteData,
-    EventType.ERROR: ErrorData,
-    EventType.SESSION_ERASED: SessionErasedData,
-}
+DATA_MODELS: dict[EventType, type[EventData]] = {model.event_type: model for model in (
+    SessionCreatedData, ChunkReceivedData, UploadCompleteData, ProcessingStartedData,
+    FramesExtractedData, AnalysisProgressData, AnalysisCompleteData, ErrorData, SessionErasedData,
+)}
 """The ``data`` of each event type. Extra fields are allowed, so adding one never breaks a reader."""
 
 

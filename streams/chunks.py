@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
-from schemas.events import Event, EventType
+from schemas.events import ChunkReceivedData, Event, EventType
 from schemas.lifecycle import LUA
 from streams import keys
 from streams.config import StreamConfig
@@ -49,7 +49,9 @@ end
 redis.call('EXPIRE', stream, ARGV[4])
 redis.call('EXPIRE', meta, ARGV[5])
 if ARGV[7] == '' then return {received} end
-local data = '{"index":' .. ARGV[9] .. ',"received":' .. received .. ',"chunks":' .. ARGV[10] .. '}'
+local data = cjson.decode(ARGV[9])
+data[ARGV[10]] = received
+data = cjson.encode(data)
 local event = redis.call('XADD', events, 'MAXLEN', '~', ARGV[8], '*', 'type', 'chunk_received', 'ts', ARGV[7], 'data', data)
 redis.call('EXPIRE', events, ARGV[5])
 return {received, event, data}
@@ -60,7 +62,8 @@ or the session is gone (-2, leaving no stream behind). The ciphertext itself is 
 never passed into Lua (a 1 MiB script argument costs Redis about 1 ms of copying), so the script
 learns the entry id from a throwaway consumer group created at ``$`` (O(1)), not by reading it back.
 Asked to (a timestamp in ARGV[7]), it also appends the ``chunk_received`` event to the session's
-event stream, which shares the slot: one round trip per chunk instead of two.
+event stream, which shares the slot: one round trip per chunk instead of two. Its data is the
+event's model as JSON (ARGV[9]) with one field (ARGV[10]) filled in: the count only Lua knows.
 """
 PROBE_GROUP = "dodolens:append-probe"
 
@@ -110,7 +113,10 @@ async def append_sealed(r, cfg: StreamConfig, sid: str, index: int, length: int,
     event appended to the session's stream in the same step, for the caller to fan out."""
     meta, stream, events = keys.meta(sid), keys.chunks(sid), keys.session_events(sid)
     now = time.time()
-    announced = (repr(now), cfg.session_events_maxlen, index, announce) if announce is not None else ("", "", "", "")
+    announced = ("", "", "", "")
+    if announce is not None:
+        data = ChunkReceivedData(index=index, received=0, chunks=announce)
+        announced = (repr(now), cfg.session_events_maxlen, data.model_dump_json(), "received")
     async with r.pipeline(transaction=True) as pipe:
         pipe.xadd(stream, {"i": index, "n": length, "ep": epoch, "ct": blob}, maxlen=cfg.max_chunks + 8)
         pipe.eval(RECORD, 3, meta, stream, events, f"{CHUNK_FIELD}{index}", length, PROBE_GROUP, cfg.chunk_ttl_s,

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from schemas.events import Event, EventType
+from schemas.events import Event, EventData, EventType
 from streams import keys
 from streams.config import StreamConfig
 from streams.connection import Redis
@@ -58,10 +58,11 @@ def recorded_event(entry_id: bytes | str, sid: str, type: EventType, timestamp: 
                  data=orjson.loads(data))
 
 
-async def publish(r: Redis, cfg: StreamConfig, sid: str, type: EventType, data: dict[str, Any] | None = None) -> Event:
-    """Append to the session stream (its id becomes the event id), then fan out globally."""
-    payload = orjson.dumps(data or {})
-    fields = {b"type": type.value.encode(), b"ts": repr(datetime.now(timezone.utc).timestamp()).encode(), b"data": payload}
+async def publish(r: Redis, cfg: StreamConfig, sid: str, data: EventData) -> Event:
+    """Append to the session stream (its id becomes the event id), then fan out globally; the type of
+    ``data`` says which event it is."""
+    fields = {b"type": data.event_type.value.encode(), b"ts": repr(datetime.now(timezone.utc).timestamp()).encode(),
+              b"data": orjson.dumps(data.payload())}
     stream = keys.session_events(sid)
     async with r.pipeline(transaction=True) as pipe:  # one round trip; one key, so one slot on a cluster
         pipe.xadd(stream, fields, maxlen=cfg.session_events_maxlen, approximate=True)

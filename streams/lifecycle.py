@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from schemas.events import EventType
+from schemas.events import ErrorData, SessionErasedData
 from schemas.lifecycle import FINISHED, State
 from streams import keys
 from streams.audit import audit
@@ -35,7 +35,7 @@ async def fail_session(r: Redis, cfg: StreamConfig, sid: str, code: str, message
     if meta is None or meta.get("state") == State.FAILED:
         return
     await set_state(r, cfg, sid, State.FAILED, error_code=code, error=message)
-    await publish(r, cfg, sid, EventType.ERROR, {"code": code, "message": message, "retryable": retryable, "final": True})
+    await publish(r, cfg, sid, ErrorData(code=code, message=message, retryable=retryable, final=True))
     await audit(r, cfg, "session_failed", sid, code=code, media_keys_deleted=deleted)
 
 
@@ -49,7 +49,7 @@ async def erase_session(r: Redis, cfg: StreamConfig, sid: str) -> dict[str, Any]
     if existing:
         await r.delete(*existing)
     await r.zrem(keys.ACTIVE, sid)
-    await publish(r, cfg, sid, EventType.SESSION_ERASED, {"keys_deleted": len(existing)})
+    await publish(r, cfg, sid, SessionErasedData(keys_deleted=len(existing)))
     await r.expire(keys.session_events(sid), 60)
     await audit(r, cfg, "session_erased", sid, keys_deleted=len(existing))
     return {"session_id": sid, "redis_keys_deleted": [k.split(":")[-1] for k in existing], "erased_at": time.time()}

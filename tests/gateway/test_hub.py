@@ -11,7 +11,7 @@ from websockets.asyncio.client import connect
 
 from dodolens.runner import Runtime
 from dodolens.settings import Settings
-from schemas.events import EventType
+from schemas.events import ChunkReceivedData, UploadCompleteData
 from streams.connection import Redis
 from streams.events import publish
 
@@ -41,13 +41,13 @@ async def test_a_client_reconnecting_to_another_gateway_gets_every_missed_event(
     assert created["type"] == "session_created"
     await a.stop()
     assert a.stream is not None
-    missed = [await publish(redis, a.stream, sid, EventType.CHUNK_RECEIVED, {"index": i}) for i in range(3)]
+    missed = [await publish(redis, a.stream, sid, ChunkReceivedData(index=i, received=i + 1, chunks=4)) for i in range(3)]
     async with Runtime(shared, workers=False) as b:
         async with connect(ws_url(b, sid, token, created["id"])) as ws:
             replayed = await receive(ws, 3)
             assert [e["id"] for e in replayed] == [e.id for e in missed]
             assert [e["data"]["index"] for e in replayed] == [0, 1, 2]
-            live = await publish(redis, a.stream, sid, EventType.UPLOAD_COMPLETE, {})
+            live = await publish(redis, a.stream, sid, UploadCompleteData(size=1, chunks=1))
             (received,) = await receive(ws, 1)
             assert received["id"] == live.id and received["type"] == "upload_complete"
 
@@ -77,7 +77,7 @@ async def test_an_idle_connection_stays_open_through_server_pings(settings: Sett
             await receive(ws, 1)
             await asyncio.sleep(1.5)
             assert rt.stream is not None
-            await publish(redis, rt.stream, sid, EventType.UPLOAD_COMPLETE, {})
+            await publish(redis, rt.stream, sid, UploadCompleteData(size=1, chunks=1))
             (event,) = await receive(ws, 1)
     assert event["type"] == "upload_complete"
 
@@ -88,7 +88,7 @@ async def test_events_published_in_parallel_arrive_once_each_and_in_order(runtim
     async with connect(ws_url(runtime, sid, token)) as ws:
         await receive(ws, 1)
         published = await asyncio.gather(
-            *(publish(redis, runtime.stream, sid, EventType.CHUNK_RECEIVED, {"index": i}) for i in range(40))
+            *(publish(redis, runtime.stream, sid, ChunkReceivedData(index=i, received=i + 1, chunks=40)) for i in range(40))
         )
         received = await receive(ws, 40)
     assert [e["id"] for e in received] == sorted((e.id for e in published), key=lambda i: tuple(map(int, i.split("-"))))

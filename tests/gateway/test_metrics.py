@@ -17,12 +17,13 @@ from dodolens.settings import Settings
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from gateway.metrics import Metrics
-from schemas.events import EventType
+from schemas.events import AnalysisCompleteData
 from streams import keys
 from streams.events import publish
 from streams.jobs import ensure_group
 from streams.lifecycle import fail_session
 from streams.sessions import State, set_state
+from tests.support.results import finished_result
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 CHUNK = 256 * 1024
@@ -66,11 +67,6 @@ async def new_session(http: httpx.AsyncClient, size: int) -> tuple[str, dict[str
     return body["session_id"], {"Authorization": f"Bearer {body['token']}"}
 
 
-def finished_result(total_s: float, tokens: int) -> dict[str, Any]:
-    return {"analysis": {"status": "complete", "model": "gpt-4o-mini", "tokens": tokens},
-            "timings": {"upload_s": 1.5, "queue_s": 0.1, "decode_s": 2.5, "analysis_s": 7.0, "total_s": total_s}}
-
-
 async def test_metrics_follow_activity(gateway_only: Runtime) -> None:
     r, cfg = gateway_only.redis, gateway_only.stream
     assert r is not None and cfg is not None
@@ -93,7 +89,7 @@ async def test_metrics_follow_activity(gateway_only: Runtime) -> None:
         await ensure_group(r, keys.JOBS, keys.DECODERS)
 
         await set_state(r, cfg, done_sid, State.DONE)
-        await publish(r, cfg, done_sid, EventType.ANALYSIS_COMPLETE, {"result": finished_result(12.5, 900)})
+        await publish(r, cfg, done_sid, AnalysisCompleteData(result=finished_result(done_sid, total_s=12.5, tokens=900)))
         await fail_session(r, cfg, failed_sid, "decode_failed", "no video stream")
 
         after = await until(http, lambda s: value(s, "dodolens_errors_total", code="decode_failed") == 1
@@ -125,7 +121,7 @@ async def test_cleanup_latency_counts_until_the_media_are_gone(gateway_only: Run
                              headers={**auth, "Content-Type": "application/octet-stream"})
         assert put.status_code == 200
         await set_state(r, cfg, sid, State.DONE)
-        await publish(r, cfg, sid, EventType.ANALYSIS_COMPLETE, {"result": finished_result(1.0, 0)})
+        await publish(r, cfg, sid, AnalysisCompleteData(result=finished_result(sid, total_s=1.0, tokens=0)))
         lingering = await until(http, lambda s: value(s, "dodolens_events_total", type="analysis_complete") == 1)
         await asyncio.sleep(0.5)
         assert value(lingering, "dodolens_cleanup_latency_seconds_count") == 0

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from schemas.analytics import AnalyticsEvent
-from schemas.events import Event, EventType
+from schemas.events import DATA_MODELS, AnalysisCompleteData, Event, EventData, EventType, SessionCreatedData, SessionErasedData
 from streams import keys
 from streams.analytics import analytics_hook, anonymize, record
 from streams.audit import pseudonym
@@ -74,6 +74,14 @@ EXPECTED: dict[EventType, dict[str, Any]] = {
 }
 
 
+def typed(kind: EventType) -> EventData:
+    """The sample as its publisher would type it: fields the model does not declare never get in."""
+    if kind == EventType.ANALYSIS_COMPLETE:
+        analysis = {k: v for k, v in RESULT["analysis"].items() if k != "transcript"}
+        return AnalysisCompleteData(result={**RESULT, "analysis": analysis, "inventory": None})
+    return DATA_MODELS[kind].model_validate(DATA[kind])
+
+
 def fake_pseudonym(sid: str) -> str:
     return "f" * 19 + sid[-1]
 
@@ -133,10 +141,10 @@ def test_pseudonym_is_keyed_and_stable(stream_cfg: StreamConfig) -> None:
 async def test_hook_records_every_published_event_anonymized(redis: Redis, stream_cfg: StreamConfig) -> None:
     add_event_hook(analytics_hook)
     try:
-        published = [await publish(redis, stream_cfg, SID, kind, DATA[kind]) for kind in EventType]
+        published = [await publish(redis, stream_cfg, SID, typed(kind)) for kind in EventType]
     finally:
         remove_event_hook(analytics_hook)
-    await publish(redis, stream_cfg, SID, EventType.SESSION_ERASED, {"keys_deleted": 0})
+    await publish(redis, stream_cfg, SID, SessionErasedData(keys_deleted=0))
     rows = await redis.xrange(keys.ANALYTICS)
     assert len(rows) == len(published)
     stored = [orjson.loads(fields[b"e"]) for _id, fields in rows]
@@ -151,12 +159,12 @@ async def test_one_hook_serves_every_redis_and_registrations_are_counted(redis: 
         try:
             add_event_hook(analytics_hook)
             add_event_hook(analytics_hook)
-            await publish(redis, stream_cfg, SID, EventType.SESSION_ERASED, {"keys_deleted": 1})
-            await publish(other, stream_cfg, SID, EventType.SESSION_ERASED, {"keys_deleted": 2})
+            await publish(redis, stream_cfg, SID, SessionErasedData(keys_deleted=1))
+            await publish(other, stream_cfg, SID, SessionErasedData(keys_deleted=2))
             remove_event_hook(analytics_hook)
-            await publish(other, stream_cfg, SID, EventType.SESSION_ERASED, {"keys_deleted": 3})
+            await publish(other, stream_cfg, SID, SessionErasedData(keys_deleted=3))
             remove_event_hook(analytics_hook)
-            await publish(other, stream_cfg, SID, EventType.SESSION_ERASED, {"keys_deleted": 4})
+            await publish(other, stream_cfg, SID, SessionErasedData(keys_deleted=4))
             here = [orjson.loads(f[b"e"])["data"]["keys_deleted"] for _i, f in await redis.xrange(keys.ANALYTICS)]
             there = [orjson.loads(f[b"e"])["data"]["keys_deleted"] for _i, f in await other.xrange(keys.ANALYTICS)]
         finally:
@@ -169,7 +177,7 @@ async def test_a_failed_analytics_write_never_fails_the_publisher(redis: Redis, 
     await redis.set(keys.ANALYTICS, "not a stream")
     add_event_hook(analytics_hook)
     try:
-        published = await publish(redis, stream_cfg, SID, EventType.SESSION_CREATED, {"size": 1, "chunks": 1})
+        published = await publish(redis, stream_cfg, SID, SessionCreatedData(size=1, chunks=1))
     finally:
         remove_event_hook(analytics_hook)
         await redis.delete(keys.ANALYTICS)

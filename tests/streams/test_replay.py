@@ -17,7 +17,7 @@ import redis as sync_redis
 
 from dodolens.cli import main
 from schemas.analytics import ANALYTICS_VERSION, AnalyticsEvent
-from schemas.events import Event, EventType
+from schemas.events import ChunkReceivedData, ErrorData, Event, EventType, SessionCreatedData, SessionErasedData
 from streams import keys
 from streams.analytics import analytics_hook, anonymize
 from streams.audit import pseudonym
@@ -119,9 +119,9 @@ async def recorded(redis: Redis, stream_cfg: StreamConfig) -> AsyncIterator[None
 
 async def publish_batch(r: Redis, cfg: StreamConfig, sid: str) -> list[Event]:
     return [
-        await publish(r, cfg, sid, EventType.SESSION_CREATED, {"size": 10, "chunks": 1}),
-        await publish(r, cfg, sid, EventType.CHUNK_RECEIVED, {"index": 0, "received": 1, "chunks": 1}),
-        await publish(r, cfg, sid, EventType.ERROR, {"code": "decode_failed", "message": "no", "retryable": False}),
+        await publish(r, cfg, sid, SessionCreatedData(size=10, chunks=1)),
+        await publish(r, cfg, sid, ChunkReceivedData(index=0, received=1, chunks=1)),
+        await publish(r, cfg, sid, ErrorData(code="decode_failed", message="no", retryable=False)),
     ]
 
 
@@ -166,7 +166,7 @@ async def test_a_window_returns_exactly_its_anonymized_events(redis: Redis, stre
 
 
 async def test_invalid_records_are_reported_not_emitted(redis: Redis, stream_cfg: StreamConfig, recorded: None) -> None:
-    await publish(redis, stream_cfg, "a" * 32, EventType.SESSION_ERASED, {"keys_deleted": 1})
+    await publish(redis, stream_cfg, "a" * 32, SessionErasedData(keys_deleted=1))
     bad = [
         await redis.xadd(keys.ANALYTICS, {"e": b"not json"}),
         await redis.xadd(keys.ANALYTICS, {"e": orjson.dumps({"v": 1, "type": "error", "session": "x", "timestamp": 0,

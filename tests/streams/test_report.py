@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from dodolens.cli import main
 from schemas.analytics import AnalyticsEvent
-from schemas.events import EventType
+from schemas.events import AnalysisCompleteData, ErrorData, SessionCreatedData
 from streams import keys
 from streams.analytics import analytics_hook
 from streams.audit import audit
@@ -22,6 +22,7 @@ from streams.connection import Redis
 from streams.embedded import EmbeddedRedis
 from streams.events import add_event_hook, publish, remove_event_hook
 from streams.report import build_report, percentile, summarize
+from tests.support.results import finished_result
 
 T0 = datetime(2025, 1, 31, 8, tzinfo=timezone.utc)
 
@@ -96,12 +97,11 @@ def test_an_empty_period_reports_zeroes_not_errors() -> None:
 async def test_report_reads_analytics_and_audit(redis: Redis, stream_cfg: StreamConfig) -> None:
     add_event_hook(analytics_hook)
     try:
-        result = {"analysis": {"status": "complete", "model": "m", "tokens": 700}, "frames": [1.0],
-                  "timings": {"upload_s": 1, "queue_s": 0, "decode_s": 2, "analysis_s": 3, "total_s": 6}}
-        await publish(redis, stream_cfg, "a" * 32, EventType.SESSION_CREATED, {"size": 1, "chunks": 1})
-        await publish(redis, stream_cfg, "a" * 32, EventType.ANALYSIS_COMPLETE, {"result": result})
-        await publish(redis, stream_cfg, "b" * 32, EventType.SESSION_CREATED, {"size": 1, "chunks": 1})
-        await publish(redis, stream_cfg, "b" * 32, EventType.ERROR, {"code": "too_long", "message": "m"})
+        result = finished_result("a" * 32, total_s=6, tokens=700, upload_s=1, queue_s=0, decode_s=2, analysis_s=3, model="m")
+        await publish(redis, stream_cfg, "a" * 32, SessionCreatedData(size=1, chunks=1))
+        await publish(redis, stream_cfg, "a" * 32, AnalysisCompleteData(result=result))
+        await publish(redis, stream_cfg, "b" * 32, SessionCreatedData(size=1, chunks=1))
+        await publish(redis, stream_cfg, "b" * 32, ErrorData(code="too_long", message="m"))
     finally:
         remove_event_hook(analytics_hook)
     await audit(redis, stream_cfg, "session_erased", "c" * 32, keys_deleted=2)
