@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from schemas.events import Event, EventType
 from schemas.lifecycle import FINISHED
 from streams import keys
-from streams.connection import RETRYABLE, Redis
+from streams.connection import RETRYABLE, Redis, as_str
 from streams.health import gather
 
 log = logging.getLogger("dodolens.metrics")
@@ -111,7 +111,7 @@ class Metrics:
         now = time.time() if now is None else now
         for i, sid in enumerate(sids):
             left, state = replies[2 * i], replies[2 * i + 1]
-            state = state.decode() if isinstance(state, bytes) else state
+            state = as_str(state)
             ended_at, outcome = self._ended[sid]
             if state is not None and state not in FINISHED:
                 del self._ended[sid]

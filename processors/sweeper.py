@@ -21,7 +21,7 @@ from schemas.lifecycle import FINISHED
 from streams import keys
 from streams.audit import audit
 from streams.config import StreamConfig
-from streams.connection import RETRYABLE, Redis, info_per_node
+from streams.connection import RETRYABLE, Redis, as_str, info_per_node
 from streams.events import publish
 from streams.lifecycle import fail_session
 from streams.sessions import get_meta
@@ -50,7 +50,7 @@ async def alert(r: Redis, kind: str, **fields: str | int | float) -> None:
 async def media_keys_by_session(r: Redis) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     async for raw in r.scan_iter(match=f"{keys.PREFIX}:{{*}}:*", count=500):
-        key = raw.decode() if isinstance(raw, bytes) else raw
+        key = as_str(raw)
         sid = keys.session_id_of(key)
         if sid and key in keys.media_keys(sid):
             found.setdefault(sid, []).append(key)
@@ -73,7 +73,7 @@ async def sweep_orphans(r: Redis, cfg: StreamConfig, report: SweepReport) -> Non
 async def sweep_expired(r: Redis, cfg: StreamConfig, report: SweepReport) -> None:
     """Sessions still listed as active whose meta expired: delete leftovers and tell the client."""
     for raw in await r.zrange(keys.ACTIVE, 0, -1):
-        sid = raw.decode() if isinstance(raw, bytes) else raw
+        sid = as_str(raw)
         if await get_meta(r, sid) is not None:
             continue
         await r.zrem(keys.ACTIVE, sid)
@@ -102,7 +102,7 @@ async def relieve_memory(r: Redis, cfg: StreamConfig, report: SweepReport, thres
         if not oldest:
             await alert(r, "memory_pressure", fraction=round(fraction, 3), sessions=0)
             return
-        sid = oldest[0].decode() if isinstance(oldest[0], bytes) else oldest[0]
+        sid = as_str(oldest[0])
         await r.zrem(keys.ACTIVE, sid)
         await fail_session(r, cfg, sid, ErrorCode.MEMORY_PRESSURE,
                            "the service ran short of memory and dropped this upload; upload again", retryable=True)
@@ -120,7 +120,7 @@ async def forget_gone_consumers(r: Redis, report: SweepReport, idle_ms: int = GO
         except ResponseError:
             continue
         for consumer in consumers:
-            name = consumer["name"].decode() if isinstance(consumer["name"], bytes) else consumer["name"]
+            name = as_str(consumer["name"])
             if consumer["pending"] == 0 and consumer["idle"] > idle_ms:
                 await r.xgroup_delconsumer(stream, group, name)
                 report.consumers_forgotten.append(f"{group}/{name}")

@@ -21,7 +21,7 @@ from schemas.events import Event, EventType
 from streams import keys
 from streams.audit import minid, pseudonym
 from streams.config import StreamConfig
-from streams.connection import Redis
+from streams.connection import Redis, as_str
 
 log = logging.getLogger("dodolens.analytics")
 
@@ -130,7 +130,7 @@ def queue_record(r: Any, cfg: StreamConfig, event: Event) -> Any:
 async def record(r: Redis, cfg: StreamConfig, event: Event) -> str:
     """:func:`queue_record` sent on its own; returns the record's entry id."""
     entry = await queue_record(r, cfg, event)
-    return entry.decode() if isinstance(entry, bytes) else entry
+    return as_str(entry)
 
 
 def analytics_hook(pipe: Any, cfg: StreamConfig, event: Event) -> None:
@@ -151,7 +151,7 @@ async def read_window(r: Redis, start_ms: int | str = "-", end_ms: int | str = "
     while True:
         rows = await r.xrange(keys.ANALYTICS, min=start, max=str(end_ms), count=page)
         for entry_id, fields in rows:
-            entry = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+            entry = as_str(entry_id)
             try:
                 out.append((entry, orjson.loads(fields[b"e"])))
             except (KeyError, orjson.JSONDecodeError):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Union
+from collections.abc import Mapping
+from typing import Any, Union
 
 import redis
 import redis.asyncio as aioredis
@@ -21,6 +22,16 @@ RETRYABLE = (ConnectionError, TimeoutError, OSError)
 
 class PersistentRedisError(RuntimeError):
     """The configured Redis writes to disk and persistence was not explicitly allowed."""
+
+
+def as_str(value: Any) -> str:
+    """A Redis reply as text: our clients answer bytes, a reply read elsewhere may be text already."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def str_fields(raw: Mapping[Any, Any]) -> dict[str, str]:
+    """A hash as HGETALL answers it (bytes to bytes), as text."""
+    return {as_str(k): as_str(v) for k, v in raw.items()}
 
 
 def connect(url: str, *, cluster: bool = False, timeout_s: float = 5.0) -> Redis:

@@ -13,7 +13,7 @@ import orjson
 from schemas.events import Event, EventData, EventType
 from streams import keys
 from streams.config import StreamConfig
-from streams.connection import Redis
+from streams.connection import Redis, as_str
 
 EventHook = Callable[[Any, StreamConfig, Event], None]
 """Queues its writes for an event on the pipeline (redis-py, not transactional) that carries the event to
@@ -38,14 +38,10 @@ def remove_event_hook(hook: EventHook) -> None:
         del _hooks[hook]
 
 
-def _str(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _event(entry_id: bytes | str, fields: dict, sid: str) -> Event:
     return Event(
-        id=_str(entry_id),
-        type=EventType(_str(fields[b"type"])),
+        id=as_str(entry_id),
+        type=EventType(as_str(fields[b"type"])),
         session_id=sid,
         timestamp=datetime.fromtimestamp(float(fields[b"ts"]), timezone.utc),
         data=orjson.loads(fields[b"data"]),
@@ -54,7 +50,7 @@ def _event(entry_id: bytes | str, fields: dict, sid: str) -> Event:
 
 def recorded_event(entry_id: bytes | str, sid: str, type: EventType, timestamp: float, data: bytes | str) -> Event:
     """The event a session stream entry holds, from what was written to it (``data`` as JSON)."""
-    return Event(id=_str(entry_id), type=type, session_id=sid, timestamp=datetime.fromtimestamp(timestamp, timezone.utc),
+    return Event(id=as_str(entry_id), type=type, session_id=sid, timestamp=datetime.fromtimestamp(timestamp, timezone.utc),
                  data=orjson.loads(data))
 
 
@@ -117,14 +113,14 @@ async def tail(r: Redis, last_id: str, block_ms: int = 1000, count: int = 500) -
     events: list[Event] = []
     for _stream, rows in reply or []:
         for entry_id, fields in rows:
-            last_id = _str(entry_id)
+            last_id = as_str(entry_id)
             events.append(Event.model_validate_json(fields[b"e"]))
     return last_id, events
 
 
 async def last_global_id(r: Redis) -> str:
     rows = await r.xrevrange(keys.EVENTS, count=1)
-    return _str(rows[0][0]) if rows else "0-0"
+    return as_str(rows[0][0]) if rows else "0-0"
 
 
 def stream_id_key(entry_id: str) -> tuple[int, int]:

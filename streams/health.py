@@ -19,11 +19,11 @@ from streams import keys
 from streams.analytics import read_window
 from streams.audit import pseudonym
 from streams.config import StreamConfig
-from streams.connection import Redis
+from streams.connection import Redis, as_str, str_fields
 from streams.lag import LagTracker, as_dict
 from streams.replay import validate
 from streams.report import durations, error_rate
-from streams.sessions import active_sessions, decode_hash
+from streams.sessions import active_sessions
 
 MEMORY_LIMIT = 0.8
 PROCESSING_LIMIT_S = 180.0
@@ -71,8 +71,8 @@ async def in_progress(r: Redis, cfg: StreamConfig, now: float | None = None) -> 
     now = time.time() if now is None else now
     out = []
     for raw in await r.zrange(keys.ACTIVE, 0, -1):
-        sid = raw.decode() if isinstance(raw, bytes) else raw
-        meta = decode_hash(await r.hgetall(keys.meta(sid)))
+        sid = as_str(raw)
+        meta = str_fields(await r.hgetall(keys.meta(sid)))
         if meta.get("state") in IN_PROGRESS and "uploaded_at" in meta:
             out.append({"session": pseudonym(cfg, sid), "state": meta["state"],
                         "seconds": round(now - float(meta["uploaded_at"]), 1)})
@@ -85,8 +85,8 @@ async def recorded_alerts(r: Redis, since_s: float, now: float | None = None, co
     rows = await r.xrevrange(keys.ALERTS, max="+", min=f"{int((now - since_s) * 1000)}-0", count=count)
     out = []
     for entry_id, fields in rows:
-        record = decode_hash(fields)
-        record["id"] = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+        record = str_fields(fields)
+        record["id"] = as_str(entry_id)
         out.append(record)
     return out
 

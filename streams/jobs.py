@@ -8,7 +8,7 @@ from redis.exceptions import ResponseError
 
 from streams import keys
 from streams.config import StreamConfig
-from streams.connection import Redis
+from streams.connection import Redis, as_str, str_fields
 
 
 @dataclass(frozen=True)
@@ -19,13 +19,9 @@ class Job:
     fields: dict[str, str]
 
 
-def _str(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _job(stream: str, entry_id: bytes | str, raw: dict) -> Job:
-    fields = {_str(k): _str(v) for k, v in raw.items()}
-    return Job(stream=stream, entry_id=_str(entry_id), session_id=fields.get("sid", ""), fields=fields)
+    fields = str_fields(raw)
+    return Job(stream=stream, entry_id=as_str(entry_id), session_id=fields.get("sid", ""), fields=fields)
 
 
 async def ensure_group(r: Redis, stream: str, group: str) -> None:
@@ -38,7 +34,7 @@ async def ensure_group(r: Redis, stream: str, group: str) -> None:
 
 async def enqueue(r: Redis, cfg: StreamConfig, stream: str, sid: str, **fields: str | int | float) -> str:
     entry = await r.xadd(stream, {"sid": sid, **fields}, maxlen=cfg.global_maxlen, approximate=True)
-    return _str(entry)
+    return as_str(entry)
 
 
 async def read_new(r: Redis, stream: str, group: str, consumer: str, count: int, block_ms: int) -> list[Job]:

@@ -21,7 +21,7 @@ from itertools import pairwise
 from typing import Any
 
 from streams import keys
-from streams.connection import Redis
+from streams.connection import Redis, as_str
 
 MAX_PENDING_IDLE_MS = 180_000
 """An entry delivered 3 minutes ago and still not acknowledged: processing is taking too long."""
@@ -97,10 +97,6 @@ def evaluate(window: Sequence[GroupSample], max_pending_idle_ms: int = MAX_PENDI
     return Verdict(Status.OK, f"lag {lags[-1]}, going down")
 
 
-def _str(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 async def _lag_by_counting(r: Redis, stream: str, last_delivered_id: str) -> int:
     """Entries after the last delivered one, when Redis cannot say (it answers nil after XDEL)."""
     rows = await r.xrange(stream, min=f"({last_delivered_id}", max="+", count=LAG_COUNT_LIMIT)
@@ -115,8 +111,8 @@ async def read_samples(r: Redis, streams: Iterable[str] = tuple(keys.GROUPS), no
             continue
         length = int(await r.xlen(stream))
         for info in await r.xinfo_groups(stream):
-            group = _str(info["name"])
-            last = _str(info["last-delivered-id"])
+            group = as_str(info["name"])
+            last = as_str(info["last-delivered-id"])
             lag = info.get("lag")
             if lag is None:
                 lag = await _lag_by_counting(r, stream, last)

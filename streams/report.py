@@ -17,7 +17,7 @@ import orjson
 from schemas.analytics import AnalyticsEvent
 from schemas.events import EventType
 from streams import keys
-from streams.connection import Redis
+from streams.connection import Redis, as_str
 from streams.replay import REGISTRY, Upcasters, replay
 
 PERIODS: dict[str, timedelta] = {"daily": timedelta(days=1), "weekly": timedelta(days=7), "monthly": timedelta(days=30)}
@@ -122,7 +122,7 @@ async def read_audit(r: Redis, start: datetime, end: datetime, page: int = 1000)
         if len(rows) < page:
             return out
         last = rows[-1][0]
-        low = f"({last.decode() if isinstance(last, bytes) else last}"
+        low = f"({as_str(last)}"
 
 
 async def build_report(r: Redis, period: str, now: datetime | None = None,

@@ -7,15 +7,11 @@ import time
 from schemas.lifecycle import FINISHED, LUA, State
 from streams import keys
 from streams.config import StreamConfig
-from streams.connection import Redis
+from streams.connection import Redis, str_fields
 
 
 CHUNK_FIELD = "c:"
 """Meta fields ``c:<index>`` map a chunk index to ``<stream entry id>:<length>``."""
-
-
-def decode_hash(raw: dict) -> dict[str, str]:
-    return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()}
 
 
 async def create_session(r: Redis, cfg: StreamConfig, sid: str, size: int, content_type: str) -> float:
@@ -42,7 +38,7 @@ async def create_session(r: Redis, cfg: StreamConfig, sid: str, size: int, conte
 
 async def get_meta(r: Redis, sid: str) -> dict[str, str] | None:
     raw = await r.hgetall(keys.meta(sid))
-    return decode_hash(raw) if raw else None
+    return str_fields(raw) if raw else None
 
 
 async def get_fields(r: Redis, sid: str, *names: str) -> dict[str, str] | None:

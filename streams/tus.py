@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from streams import keys
 from streams.chunks import append_chunk
 from streams.config import StreamConfig
-from streams.connection import Redis
+from streams.connection import Redis, str_fields
 from streams.crypto import wipe
-from streams.sessions import decode_hash, expected_length
+from streams.sessions import expected_length
 from streams.threads import in_thread
 
 TAIL_KIND = "tus_tail"
@@ -72,7 +72,7 @@ async def get_upload(r: Redis, sid: str) -> TusUpload | None:
     raw = await r.hgetall(keys.tus(sid))
     if not raw:
         return None
-    h = decode_hash(raw)
+    h = str_fields(raw)
     return TusUpload(sid, int(h["length"]), int(h["offset"]), h.get("concat", ""), h.get("metadata", ""),
                      float(h["expires_at"]))
 
