@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from streams.chunks import ChunkMissing
+from streams.chunks import MediaGone
 from streams.connection import RETRYABLE
 
 log = logging.getLogger("dodolens.gateway")
@@ -53,7 +53,7 @@ async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
 
 HANDLERS = {
     ApiError: api_error,
-    ChunkMissing: session_gone,
+    MediaGone: session_gone,
     HTTPException: http_error,
     **{cls: redis_unavailable for cls in RETRYABLE},
     Exception: unexpected,

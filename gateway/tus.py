@@ -32,7 +32,7 @@ from gateway.sessions import authorize
 from schemas.events import ChunkReceivedData
 from schemas.lifecycle import UPLOADABLE
 from streams import keys
-from streams.chunks import ChunkMissing, read_chunk
+from streams.chunks import MediaGone, SessionGone, read_chunk
 from streams.connection import RETRYABLE, Redis
 from streams.crypto import wipe
 from streams.events import publish
@@ -363,14 +363,14 @@ async def create_final(request: Request, concat: str, metadata: dict[str, bytes 
             for part in parts:
                 meta = await get_meta(r, part.sid)
                 if meta is None:
-                    raise ChunkMissing(part.sid)
+                    raise SessionGone(part.sid)
                 for index, (entry, _length) in sorted(chunk_map(meta).items()):
                     for stored, new in await writer.write(await read_chunk(r, cfg.stream, part.sid, index, entry)):
                         if new:
                             await publish(r, cfg.stream, sid,
                                           ChunkReceivedData(index=stored, received=stored + 1, chunks=count))
             await writer.save()
-    except ChunkMissing:
+    except MediaGone:
         message = "a partial upload expired or was terminated while it was being concatenated; upload again"
         await fail_session(r, cfg.stream, sid, "media_expired", message, retryable=True)
         raise ApiError(410, "media_expired", message) from None

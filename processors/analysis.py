@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 
 import openai
 
@@ -22,15 +23,16 @@ from streams.media import delete_media, load_audio, load_frames
 from streams.sessions import State, get_meta, is_erased, set_state
 
 
-def build_result(sid: str, meta: dict[str, str], frames: list[float], analysis: Analysis, analysis_s: float) -> Result:
-    """Assemble the persisted result from the session's meta and the analysis (pure)."""
-    now = time.time()
+def build_result(sid: str, meta: dict[str, str], frames: list[float], analysis: Analysis, analysis_s: float,
+                 finished: datetime) -> Result:
+    """Assemble the persisted result from the session's meta and the analysis, ``finished`` now (pure)."""
+    now = finished.timestamp()
     created = float(meta["created_at"])
     uploaded = float(meta.get("uploaded_at", created))
     started = float(meta.get("processing_started_at", uploaded))
     return Result(
         session_id=sid,
-        created_at=utc_now(),
+        created_at=finished,
         video=VideoInfo(
             duration_s=round(float(meta.get("duration", 0)), 3),
             size_bytes=int(meta["size"]),
@@ -97,7 +99,8 @@ async def analyze_job(r: Redis, cfg: WorkerConfig, sink: ResultSink, job: Job,
             frames.clear()
             audio = None
         await delete_media(r, sid)
-        result = build_result(sid, await get_meta(r, sid) or meta, timestamps, analysis, time.time() - started)
+        result = build_result(sid, await get_meta(r, sid) or meta, timestamps, analysis, time.time() - started,
+                              utc_now())
         try:
             blob = encode_result(result)
         except ResultTooLarge as exc:

@@ -40,7 +40,7 @@ from schemas.lifecycle import accepts_chunks
 from streams import keys
 from streams.audit import audit
 from streams.blocking import chunk_entry_blocking, read_chunk_blocking
-from streams.chunks import ChunkMissing
+from streams.chunks import ChunkMissing, MediaGone, SessionGone
 from streams.connection import RETRYABLE, BlockingRedis, Redis
 from streams.crypto import SealError, wipe
 from streams.events import publish
@@ -168,8 +168,8 @@ def _discard(future: concurrent.futures.Future[bytearray]) -> None:
         wipe(future.result())
 
 
-def stored_chunks(blocking: BlockingRedis, cfg: WorkerConfig, sid: str, meta: dict[str, str]) -> ReadChunk:
-    """Read a chunk the meta says is stored (an upload that is complete)."""
+def stored_chunk_reader(blocking: BlockingRedis, cfg: WorkerConfig, sid: str, meta: dict[str, str]) -> ReadChunk:
+    """A reader of the chunks the meta says are stored (an upload that is complete)."""
     entries = chunk_map(meta)
 
     def read(index: int) -> bytearray:
@@ -180,9 +180,9 @@ def stored_chunks(blocking: BlockingRedis, cfg: WorkerConfig, sid: str, meta: di
     return read
 
 
-def arriving_chunks(blocking: BlockingRedis, cfg: WorkerConfig, sid: str, abort: threading.Event,
+def arriving_chunk_reader(blocking: BlockingRedis, cfg: WorkerConfig, sid: str, abort: threading.Event,
                     on_read: Callable[[int], None] = lambda index: None) -> ReadChunk:
-    """Read a chunk, waiting for it to arrive; gives up after ``follow_idle_s`` without it.
+    """A reader that waits for each chunk to arrive; it gives up after ``follow_idle_s`` without one.
 
     The session's state is read with the chunk's entry, so a failed, erased or expired session
     stops the wait at once.
@@ -195,7 +195,7 @@ def arriving_chunks(blocking: BlockingRedis, cfg: WorkerConfig, sid: str, abort:
                 raise Aborted()
             state, entry = chunk_entry_blocking(blocking, sid, index)
             if state is None:
-                raise ChunkMissing("the session is gone (expired or erased)")
+                raise SessionGone("the session is gone (expired or erased)")
             if state == State.FAILED:
                 raise Aborted()
             if entry is not None:
@@ -232,9 +232,9 @@ def decode_checked(reader: BinaryIO, fetcher: ChunkFetcher, limits: DecodeLimits
     return media
 
 
-def verified_by_follower(blocking: BlockingRedis, sid: str, sha256: str, wait_s: float) -> Callable[[], bool]:
-    """Whether the follow job hashed the upload as it arrived and found ``sha256``, waiting up to ``wait_s``
-    for its verdict (it is caught up when complete comes, so the verdict is milliseconds behind).
+def follower_verdict_check(blocking: BlockingRedis, sid: str, sha256: str, wait_s: float) -> Callable[[], bool]:
+    """A check of whether the follow job hashed the upload as it arrived and found ``sha256``, waiting up to
+    ``wait_s`` for its verdict (it is caught up when complete comes, so the verdict is milliseconds behind).
     A session failed meanwhile (the follow job found a mismatch) stops the decode with ``Aborted``."""
 
     def verified() -> bool:
@@ -255,7 +255,7 @@ async def fail_decode(r: Redis, cfg: WorkerConfig, sid: str, exc: BaseException,
     if isinstance(exc, ChecksumMismatch):
         await fail_session(r, cfg.stream, sid, ErrorCode.CHECKSUM_MISMATCH,
                            "the SHA-256 of the received bytes does not match the one declared")
-    elif isinstance(exc, ChunkMissing) or any(isinstance(f, ChunkMissing) for f in failures):
+    elif isinstance(exc, MediaGone) or any(isinstance(f, MediaGone) for f in failures):
         await fail_session(r, cfg.stream, sid, ErrorCode.MEDIA_EXPIRED,
                            "the uploaded chunks expired or were lost before decoding; upload again", retryable=True)
     elif isinstance(exc, SealError) or any(isinstance(f, SealError) for f in failures):
@@ -290,10 +290,10 @@ async def decode_stored(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, si
     abort = threading.Event()
     size, chunk_size = int(meta["size"]), int(meta["chunk_size"])
     declared, hasher = meta.get("sha256"), meta.get("hasher")
-    fetcher = ChunkFetcher(stored_chunks(blocking, cfg, sid, meta), expected_chunks(size, chunk_size), abort,
+    fetcher = ChunkFetcher(stored_chunk_reader(blocking, cfg, sid, meta), expected_chunks(size, chunk_size), abort,
                            hashing=bool(declared) and not hasher)
     reader = ChunkReader(size, chunk_size, fetcher, on_chunk=fetcher.offer)
-    verified = verified_by_follower(blocking, sid, declared, HASHER_WAIT_S) if declared and hasher else lambda: False
+    verified = follower_verdict_check(blocking, sid, declared, HASHER_WAIT_S) if declared and hasher else lambda: False
     budget = cfg.processing_timeout_s - (started - float(meta.get("processing_started_at", started)))
     try:
         media: DecodedMedia = await asyncio.wait_for(
@@ -303,7 +303,7 @@ async def decode_stored(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, si
         await fail_session(r, cfg.stream, sid, ErrorCode.PROCESSING_TIMEOUT,
                            f"decoding took longer than {cfg.processing_timeout_s:.0f} s", retryable=True)
         return
-    except (DecodeError, ChecksumMismatch, ChunkMissing, SealError, Aborted) as exc:
+    except (DecodeError, ChecksumMismatch, MediaGone, SealError, Aborted) as exc:
         await fail_decode(r, cfg, sid, exc, fetcher.failures)
         return
     finally:
@@ -359,8 +359,8 @@ async def follow_job(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, job: 
     abort = threading.Event()
     size, chunk_size = int(meta["size"]), int(meta["chunk_size"])
     try:
-        first = await in_own_thread(arriving_chunks(blocking, cfg, sid, abort), 0)
-    except (Stalled, Aborted, ChunkMissing):
+        first = await in_own_thread(arriving_chunk_reader(blocking, cfg, sid, abort), 0)
+    except (Stalled, Aborted, MediaGone):
         return
     with memoryview(first) as view:
         head, looks_streamable = bytes(view[:512]), streamable(view[:HEAD_BYTES])
@@ -389,7 +389,7 @@ async def _hash_arriving(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, s
     """Hash an upload the decode must wait for (an index at the end, sent last) as it arrives, so that
     checking the SHA-256 declared at completion costs the decode nothing: the verdict goes to the meta
     (``sha256_verified``), or a mismatch fails the session. A stall just leaves the check to the decode."""
-    read = arriving_chunks(blocking, cfg, sid, abort)
+    read = arriving_chunk_reader(blocking, cfg, sid, abort)
 
     def digest() -> str:
         hashed = hashlib.sha256(first)
@@ -401,7 +401,7 @@ async def _hash_arriving(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, s
 
     try:
         actual = await in_own_thread(digest)
-    except (Stalled, Aborted, ChunkMissing, SealError):
+    except (Stalled, Aborted, MediaGone, SealError):
         return
     meta = await _completed_meta(r, cfg, sid, abort)
     if meta is None or not meta.get("sha256"):
@@ -436,7 +436,7 @@ async def _follow(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sid: str
     def on_read(index: int) -> None:
         on_loop(loop, note(index))
 
-    fetcher = ChunkFetcher(arriving_chunks(blocking, cfg, sid, abort, on_read), count, abort)
+    fetcher = ChunkFetcher(arriving_chunk_reader(blocking, cfg, sid, abort, on_read), count, abort)
     reader: BinaryIO = (ChunkReader(size, chunk_size, fetcher, on_chunk=fetcher.offer) if seekable
                         else ArrivingReader(size, chunk_size, fetcher))
 
@@ -450,7 +450,7 @@ async def _follow(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sid: str
     problem: BaseException | None = None
     try:
         media, actual = await in_own_thread(decode_and_hash)
-    except (Stalled, Aborted, ChunkMissing, SealError) as exc:
+    except (Stalled, Aborted, MediaGone, SealError) as exc:
         problem = exc
     except (DecodeError, TooFewKeyframes, OSError, ValueError) as exc:
         log.info("decoding %s front to back fell back to the seeking decode: %s", sid, exc)

@@ -15,8 +15,16 @@ from streams.sessions import CHUNK_FIELD, chunk_map, get_meta
 KIND = "chunk"
 
 
-class ChunkMissing(LookupError):
-    """A chunk the meta hash promised is gone from the stream (expired or erased)."""
+class MediaGone(LookupError):
+    """What a request or a job needed of a session is no longer in Redis (expired or erased)."""
+
+
+class ChunkMissing(MediaGone):
+    """A chunk the meta hash promised is gone from the stream."""
+
+
+class SessionGone(MediaGone):
+    """The session itself is gone: no meta hash any more."""
 
 
 RECORD = LUA + """
@@ -59,7 +67,7 @@ return {received, event, data}
 """Runs in the same MULTI/EXEC right after the XADD of the sealed chunk, so nothing comes between
 them: it records that entry in the meta hash, or deletes it again when its index is a repeat (-1)
 or the session is gone (-2, leaving no stream behind). The ciphertext itself is XADDed directly,
-never passed into Lua (a 1 MiB script argument costs Redis about 1 ms of copying), so the script
+never passed into Lua (Redis copies every script argument, and a chunk is large), so the script
 learns the entry id from a throwaway consumer group created at ``$`` (O(1)), not by reading it back.
 Asked to (a timestamp in ARGV[7]), it also appends the ``chunk_received`` event to the session's
 event stream, which shares the slot: one round trip per chunk instead of two. Its data is the
@@ -95,7 +103,7 @@ class SealedBuffers:
 async def append_chunk(r, cfg: StreamConfig, sid: str, index: int, data: bytes | bytearray | memoryview,
                        *, mark_uploading: bool = False) -> int | None:
     """Seal and append one chunk; returns how many chunks the session now holds, or None when that
-    index was already stored (a harmless repeat). Raises :class:`ChunkMissing` if the session is gone.
+    index was already stored (a harmless repeat). Raises :class:`SessionGone` if the session is gone.
 
     With ``mark_uploading`` a session still in ``created`` moves to ``uploading`` in the same step.
     """
@@ -124,7 +132,7 @@ async def append_sealed(r, cfg: StreamConfig, sid: str, index: int, length: int,
         _entry, reply = await pipe.execute()
     received = int(reply[0])
     if received == -2:
-        raise ChunkMissing("the session is gone (expired or erased)")
+        raise SessionGone("the session is gone (expired or erased)")
     if received < 0:
         return None, None
     if len(reply) < 3:
@@ -144,7 +152,7 @@ async def iter_chunks(r, cfg: StreamConfig, sid: str) -> AsyncIterator[bytes]:
     """Plaintext chunks in index order, one at a time (for hashing without assembling)."""
     meta = await get_meta(r, sid)
     if meta is None:
-        raise ChunkMissing("the session is gone")
+        raise SessionGone("the session is gone (expired or erased)")
     index = chunk_map(meta)
     for i in sorted(index):
         yield await read_chunk(r, cfg, sid, i, index[i][0])

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from streams import keys
-from streams.chunks import KIND, ChunkMissing, SealedBuffers, append_chunk, append_sealed, iter_chunks, read_chunk
+from streams.chunks import KIND, SealedBuffers, SessionGone, append_chunk, append_sealed, iter_chunks, read_chunk
 from streams.config import StreamConfig
 from streams.connection import Redis
 from streams.crypto import SealError, sealed_size
@@ -64,7 +64,7 @@ async def test_a_chunk_moved_to_another_session_or_index_does_not_open(redis: Re
 
 
 async def test_appending_to_a_session_that_is_gone_is_refused(redis: Redis, stream_cfg: StreamConfig) -> None:
-    with pytest.raises(ChunkMissing):
+    with pytest.raises(SessionGone):
         await append_chunk(redis, stream_cfg, "9" * 32, 0, b"late bytes")
     assert not await redis.exists(keys.chunks("9" * 32), keys.meta("9" * 32))
 
@@ -102,7 +102,7 @@ async def test_a_refused_append_to_a_gone_session_keeps_the_other_entries_out(re
     await create_session(redis, stream_cfg, sid, 20, "video/mp4")
     await append_chunk(redis, stream_cfg, sid, 0, b"a" * 10)
     await redis.delete(keys.meta(sid), keys.chunks(sid))
-    with pytest.raises(ChunkMissing):
+    with pytest.raises(SessionGone):
         await append_chunk(redis, stream_cfg, sid, 1, b"b" * 10)
     assert not await redis.exists(keys.chunks(sid), keys.meta(sid))
 
