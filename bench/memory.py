@@ -92,7 +92,7 @@ def run(reference: bytes) -> Goal:
             "duration is the frame budget (8 -> 15 frames, 3 YUV candidates each) and the 16 kHz PCM track (32 KB/s)",
             f"the 500 MB video is the 50 MB one's packets looped {LOOPS} times (stream copy, re-timed): a valid "
             f"{seconds * LOOPS:.0f} s MP4 with moov at the end, made in seconds instead of re-encoding 5 minutes of 1080p",
-            "each decode runs processors.decoder.decode_job (ChunkReader over 1 MiB AES-GCM chunks in a private "
+            "each decode runs processors.decode_jobs.decode_job (ChunkReader over 1 MiB AES-GCM chunks in a private "
             "redis-server) in a fresh process (python -m bench.probe); peak = VmHWM of /proc/self/status; "
             f"session state afterwards: {', '.join(sorted(states))} (frames stored, queued for analysis)",
         ],

@@ -1,6 +1,6 @@
 """A worker process's decode of one session, measured: ``python -m bench.probe REDIS_URL SESSION_ID``.
 
-Runs :func:`processors.decoder.decode_job` (what a decoder worker runs for each job) against the
+Runs :func:`processors.decode_jobs.decode_job` (what a decoder worker runs for each job) against the
 session's real encrypted chunk stream, then prints its peak resident memory as JSON. Used by
 :mod:`bench.memory` in a fresh process per measurement, so peaks do not carry over.
 """
@@ -16,7 +16,7 @@ import orjson
 
 from bench.harness import stream_config
 from processors.config import WorkerConfig
-from processors.decoder import decode_job
+from processors.decode_jobs import decode_job
 from streams import keys
 from streams.connection import connect, connect_blocking
 from streams.jobs import Job

@@ -12,10 +12,10 @@ import uvicorn
 
 from dodolens.settings import Settings
 from gateway.app import create_app
-from processors.analysis import analyze_job
+from processors.analyze_job import analyze_job
 from processors.analyzer import model_client
 from processors.config import WorkerConfig
-from processors.decoder import decode_job, follow_job
+from processors.decode_jobs import decode_job, follow_job
 from processors.sinks import ResultSink, open_sink
 from processors.sweeper import run_sweeper
 from processors.worker import run_group

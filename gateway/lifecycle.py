@@ -29,7 +29,7 @@ async def begin_upload(r: Redis, cfg: GatewayConfig, size: int, content_type: st
                        follow: bool = True) -> tuple[str, str, float]:
     """Create the session of an upload of ``size`` bytes; returns its id, its token and the token's expiry.
 
-    ``follow`` queues the job that reads the upload while it arrives (``processors.decoder.follow_job``);
+    ``follow`` queues the job that reads the upload while it arrives (``processors.decode_jobs.follow_job``);
     a partial tus upload, never decoded on its own, goes without.
     """
     sid = new_session_id()

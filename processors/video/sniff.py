@@ -81,7 +81,7 @@ def leading_chunks(head: bytes | bytearray | memoryview, size: int, chunk_size: 
     """The chunks to send, and have stored, before all others: those holding an index at the end.
 
     With them stored first, a worker decodes the upload while it arrives instead of after its last
-    chunk (``processors.decoder.follow_job``). Empty for any other file, which goes in plain order.
+    chunk (``processors.decode_jobs.follow_job``). Empty for any other file, which goes in plain order.
     """
     offset = index_offset(head)
     if offset is None or not chunk_size <= offset < size:
