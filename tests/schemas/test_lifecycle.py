@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import ast
 import re
-from pathlib import Path
 
 from schemas.lifecycle import FINISHED, IN_PROGRESS, LUA, UPLOADABLE, State, accepts_chunks, is_finished
 from streams.connection import Redis
+from tests.support.sources import offenders
 
-ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("schemas", "streams", "processors", "gateway", "dodolens", "bench")
-OWNER = Path("schemas/lifecycle.py")
 STATE_VALUES = {s.value for s in State}
 LUA_STATE = re.compile(r"""['"](%s)['"]""" % "|".join(STATE_VALUES))
 
@@ -43,13 +40,7 @@ def restated_rules(tree: ast.AST) -> list[str]:
 
 
 def test_no_module_restates_a_lifecycle_rule() -> None:
-    offenders = {}
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            relative = path.relative_to(ROOT)
-            if relative != OWNER and (found := restated_rules(ast.parse(path.read_text(), str(path)))):
-                offenders[str(relative)] = found
-    assert offenders == {}, "use schemas.lifecycle (its LUA prelude in scripts)"
+    assert offenders(restated_rules, owner="schemas/lifecycle.py") == {}, "use schemas.lifecycle (its LUA prelude)"
 
 
 def test_the_scan_sees_a_rule_written_again() -> None:

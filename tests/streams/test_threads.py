@@ -5,15 +5,13 @@ from __future__ import annotations
 import ast
 import asyncio
 import threading
-from pathlib import Path
 
 import pytest
 
 from streams.threads import Beside, in_own_thread, in_thread, map_in_pool, on_loop, pool
+from tests.support.sources import ROOT, offenders
 
-ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("schemas", "streams", "processors", "gateway", "dodolens", "bench")
-OWNER = Path("streams/threads.py")
+OWNER = "streams/threads.py"
 THREAD_STARTERS = {"Thread", "Timer", "ThreadPoolExecutor", "ProcessPoolExecutor", "to_thread", "run_in_executor",
                    "run_coroutine_threadsafe", "call_soon_threadsafe", "start_new_thread"}
 
@@ -32,13 +30,7 @@ def thread_starters(tree: ast.AST) -> list[str]:
 
 
 def test_only_the_owner_starts_threads_or_pools() -> None:
-    offenders = {}
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            relative = path.relative_to(ROOT)
-            if relative != OWNER and (found := thread_starters(ast.parse(path.read_text(), str(path)))):
-                offenders[str(relative)] = found
-    assert offenders == {}, "start threads through streams.threads"
+    assert offenders(thread_starters, owner=OWNER) == {}, "start threads through streams.threads"
 
 
 def test_the_scan_sees_each_way_of_starting_a_thread() -> None:
