@@ -175,6 +175,24 @@ def test_an_ordered_digest_hashes_the_whole_upload_whatever_the_read_order(data:
     assert len(fetched) - before == count - min(count, _in_order_prefix([i for i in order if i < count]))
 
 
+@given(st.binary(min_size=1, max_size=3000), st.integers(1, 500), st.permutations(range(8)))
+def test_chunks_read_out_of_order_by_a_hashing_fetcher_then_finished_give_the_files_sha256(
+    data: bytes, chunk_size: int, order: list[int]
+) -> None:
+    """The decoder's fetcher feeds the digest with every chunk it reads, those ``hexdigest`` asks for too."""
+    count = -(-len(data) // chunk_size)
+    digest = OrderedDigest(count)
+
+    def fetch(index: int) -> bytearray:
+        chunk = bytearray(data[index * chunk_size : (index + 1) * chunk_size])
+        digest.offer(index, chunk)
+        return chunk
+
+    for index in [i for i in order if i < count]:
+        fetch(index)
+    assert digest.hexdigest(fetch) == hashlib.sha256(data).hexdigest()
+
+
 def _in_order_prefix(order: list[int]) -> int:
     """How many chunks an in-order hasher took from reads in ``order`` (0, 1, 2... as they came)."""
     taken = 0
