@@ -482,3 +482,16 @@ def test_any_valid_clip_decodes_into_ordered_upright_frames(
     upright = size[::-1] if rotation in (90, 270) else size
     assert {(f.width, f.height) for f in media.frames} == {upright}
     assert (media.audio_wav is not None) == audio
+
+
+def test_an_anamorphic_video_is_shown_as_wide_as_its_pixel_aspect_ratio_says() -> None:
+    media = decode(clip(width=1918, height=1078, sample_aspect=Fraction(4, 3), duration=2.0, fps=8, audio=None))
+    assert (media.width, media.height) == (2557, 1078)
+    assert media.frames
+    for frame in media.frames:
+        assert jpeg(frame.jpeg).size == (frame.width, frame.height) == (1024, 432)
+
+
+def test_frame_times_are_on_the_audio_s_timeline_when_the_video_starts_late() -> None:
+    media = decode(clip(duration=3.0, video_delay=0.6, fps=10))
+    assert media.frames[0].timestamp == pytest.approx(0.6, abs=0.01)
