@@ -13,7 +13,6 @@ by a worker process through the chunk stream, with its peak memory against a 108
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import io
 import shutil
@@ -27,12 +26,11 @@ import av
 
 from bench.extraction import JPEG_START, OUTPUT
 from bench.harness import Goal, median
-from bench.memory import drop, probe, store
+from bench.memory import peaks_of
 from processors.video import DecodeLimits, decode_arriving, decode_media
 from processors.video.container import timeline
 from processors.video.frames import observe
 from processors.video.select import Candidate, CoverageSelector
-from streams.embedded import EmbeddedRedis
 from tests.support.tour import Tour, TourObject, make_tour, read_codes
 from tests.support.videos import make_video
 
@@ -194,14 +192,7 @@ def run_8k() -> Goal:
     big = phone_8k()
     small = make_video(container="mp4", codec="h264", width=1920, height=1080, fps=24, duration=2.0, audio="aac",
                        gop=24, preset="ultrafast")
-    peaks: dict[str, list[dict[str, float]]] = {"1080p": [], "8K": []}
-    with EmbeddedRedis() as redis:
-        for name, data in (("1080p", small), ("8K", big), ("1080p", small), ("8K", big)):
-            sid = asyncio.run(store(redis.url, data))
-            try:
-                peaks[name].append(probe(redis.url, sid))
-            finally:
-                asyncio.run(drop(redis.url, sid))
+    peaks = peaks_of({"1080p": small, "8K": big})
     check = decode_media(io.BytesIO(big))
     low, high = (max(p["peak_kib"] for p in peaks[n]) / 1024 for n in ("1080p", "8K"))
     states = {p["state"] for run in peaks.values() for p in run}

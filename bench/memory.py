@@ -55,17 +55,24 @@ def probe(url: str, sid: str) -> dict[str, float]:
     return orjson.loads(done.stdout.splitlines()[-1])
 
 
+def peaks_of(videos: dict[str, bytes], rounds: int = 2) -> dict[str, list[dict[str, float]]]:
+    """Each video decoded ``rounds`` times, alternating, each time by a fresh worker process."""
+    peaks: dict[str, list[dict[str, float]]] = {name: [] for name in videos}
+    with EmbeddedRedis() as redis:
+        for _ in range(rounds):
+            for name, data in videos.items():
+                sid = asyncio.run(store(redis.url, data))
+                try:
+                    peaks[name].append(probe(redis.url, sid))
+                finally:
+                    asyncio.run(drop(redis.url, sid))
+    return peaks
+
+
 def run(reference: bytes) -> Goal:
     small, seconds = clips.sized(reference, SMALL)
     big = clips.remux(small, loops=LOOPS)
-    peaks: dict[str, list[dict[str, float]]] = {"small": [], "big": []}
-    with EmbeddedRedis() as redis:
-        for name, data in (("small", small), ("big", big), ("small", small), ("big", big)):
-            sid = asyncio.run(store(redis.url, data))
-            try:
-                peaks[name].append(probe(redis.url, sid))
-            finally:
-                asyncio.run(drop(redis.url, sid))
+    peaks = peaks_of({"small": small, "big": big})
     small_peak = max(p["peak_kib"] for p in peaks["small"]) / 1024
     big_peak = max(p["peak_kib"] for p in peaks["big"]) / 1024
     ratio = big_peak / small_peak
