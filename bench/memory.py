@@ -96,7 +96,8 @@ def run(reference: bytes) -> Goal:
             line("big", big, seconds * LOOPS),
             f"growth over the process's peak before decoding (imports, Redis client): {small_peak - before:.0f} MiB vs "
             f"{big_peak - before:.0f} MiB ({(big_peak - before) / (small_peak - before):.2f}x): what still grows with "
-            "duration is the frame budget (8 -> 15 frames, 3 YUV candidates each) and the 16 kHz PCM track (32 KB/s)",
+            "duration is the frames kept (one per new view, held as JPEG, at most DODOLENS_MAX_FRAMES) and the "
+            "16 kHz PCM track (32 KB/s); candidates are reduced at once and only a few held",
             f"the 500 MB video is the 50 MB one's packets looped {LOOPS} times (stream copy, re-timed): a valid "
             f"{seconds * LOOPS:.0f} s MP4 with moov at the end, made in seconds instead of re-encoding 5 minutes of 1080p",
             "each decode runs processors.decoder.decode_job (ChunkReader over 1 MiB AES-GCM chunks in a private "
