@@ -19,7 +19,7 @@ from processors.video.sniff import HEAD_BYTES, index_offset, leading_chunks
 from streams import keys
 from streams.connection import Redis
 from streams.events import history
-from tests.support.videos import corrupt, make_video
+from tests.support.videos import corrupt, make_long_video, make_video
 
 
 async def upload(http: httpx.AsyncClient, data: bytes, *, index_first: bool = True) -> tuple[str, dict[str, str], int]:
@@ -67,6 +67,20 @@ async def test_a_declared_sha256_that_matches_lets_the_frames_through(deployment
         await complete(http, sid, auth, count, hashlib.sha256(video).hexdigest())
         kind, data = await final_event(redis, sid)
     assert kind == "frames_extracted" and data["frames"] >= 2
+
+
+async def test_a_video_over_the_duration_limit_is_refused_as_too_long_not_as_a_checksum_mismatch(
+    deployment: Runtime, redis: Redis
+) -> None:
+    """The decode stops at the declared duration, before reading most chunks: the checksum is then
+    finished from the chunks it did not read, and it is right."""
+    video = make_long_video(3660)
+    async with httpx.AsyncClient(base_url=deployment.url) as http:
+        sid, auth, count = await upload(http, video, index_first=False)
+        assert count > 4
+        await complete(http, sid, auth, count, hashlib.sha256(video).hexdigest())
+        kind, data = await final_event(redis, sid)
+    assert (kind, data["code"]) == ("error", "too_long")
 
 
 async def test_a_sha256_mismatch_is_a_final_error_and_no_frame_is_stored(deployment: Runtime, redis: Redis) -> None:

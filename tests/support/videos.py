@@ -157,6 +157,25 @@ def make_phone_clip(
     )
 
 
+def make_long_video(seconds: int, *, width: int = 64, height: int = 48) -> bytes:
+    """An MP4 (index at the end) of ``seconds`` one-second frames, each the same keyframe: a video as
+    long as an hour-long recording, made in a moment, a few megabytes an hour."""
+    source = make_video(width=width, height=height, fps=1, duration=1.0, audio=None, gop=1)
+    out = io.BytesIO()
+    with av.open(io.BytesIO(source)) as container, av.open(out, mode="w", format="mp4") as muxer:
+        stream = container.streams.video[0]
+        target = muxer.add_stream_from_template(stream)
+        packet = next(p for p in container.demux(stream) if p.size)
+        payload, duration = bytes(packet), packet.duration or int(1 / stream.time_base)
+        for second in range(seconds):
+            copy = av.Packet(payload)
+            copy.stream, copy.time_base = target, stream.time_base
+            copy.pts = copy.dts = second * duration
+            copy.duration, copy.is_keyframe = duration, True
+            muxer.mux(copy)
+    return out.getvalue()
+
+
 def make_audio_only(*, container: str = "m4a", duration: float = 2.0) -> bytes:
     """Audio without any video stream: ``m4a`` (AAC in MP4) or ``ogg`` (Opus)."""
     fmt, codec = {"m4a": ("ipod", "aac"), "ogg": ("ogg", "opus")}[container]
