@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
-A = TypeVar("A")
 
 
 async def in_thread(fn: Callable[..., T], /, *args: object) -> T:
@@ -107,8 +106,3 @@ def pool(workers: int, name: str) -> Executor:
     """``workers`` threads named ``name``; with 0 workers, every task runs inline on the caller."""
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name) if workers > 0 else Inline()
 
-
-def map_in_pool(fn: Callable[[A], T], items: Iterable[A], workers: int, name: str) -> list[T]:
-    """``map(fn, items)`` on ``workers`` threads, results in order; the pool is gone on return."""
-    with pool(workers, name) as threads:
-        return list(threads.map(fn, items))

@@ -28,10 +28,10 @@ def test_each_variable_and_each_name_is_declared_once() -> None:
 
 
 def test_only_the_variables_that_are_set_change_a_default() -> None:
-    settings = Settings.from_env({"DODOLENS_CHUNK_SIZE": "65536", "DODOLENS_FRAMES": "5", "OPENAI_BASE_URL": "",
+    settings = Settings.from_env({"DODOLENS_CHUNK_SIZE": "65536", "DODOLENS_MAX_FRAMES": "5", "OPENAI_BASE_URL": "",
                                   "DODOLENS_WS_PING_INTERVAL": "2.5", "DODOLENS_SESSION_CHECK_INTERVAL": "0.5",
                                   "DODOLENS_REDIS_CLUSTER": "yes", "DODOLENS_ADMIN_TOKEN": "t"})
-    assert settings.stream.chunk_size == 65536 and settings.worker.limits.frame_count == 5
+    assert settings.stream.chunk_size == 65536 and settings.worker.limits.max_frames == 5
     assert settings.gateway.ws_ping_interval_s == 2.5 and settings.gateway.session_check_interval_s == 0.5
     assert settings.redis_cluster and settings.gateway.admin_token == "t"
     assert settings.worker.analyzer.base_url is None and not settings.worker.analyzer.enabled
@@ -50,8 +50,8 @@ def test_the_master_secret_comes_from_the_variable_or_its_file(tmp_path: Path) -
 
 
 def test_overrides_reach_the_config_that_declares_the_setting() -> None:
-    settings = Settings().with_overrides(admin_token="t", frame_count=3, chunk_ttl_s=1)
-    assert settings.gateway.admin_token == "t" and settings.worker.limits.frame_count == 3
+    settings = Settings().with_overrides(admin_token="t", max_frames=3, chunk_ttl_s=1)
+    assert settings.gateway.admin_token == "t" and settings.worker.limits.max_frames == 3
     assert settings.stream.chunk_ttl_s == 1
     with pytest.raises(TypeError, match="not a setting"):
         Settings().with_overrides(frames=3)

@@ -18,7 +18,7 @@ from processors.video.sniff import HEAD_BYTES, index_offset, leading_chunks
 from streams import keys
 from streams.connection import Redis
 from streams.events import history
-from tests.support.videos import corrupt, make_video
+from tests.support.videos import corrupt, make_long_video, make_video
 
 
 async def upload(http: httpx.AsyncClient, data: bytes, *, index_first: bool = True) -> tuple[str, dict[str, str], int]:
@@ -65,7 +65,21 @@ async def test_a_declared_sha256_that_matches_lets_the_frames_through(deployment
         sid, auth, count = await upload(http, video)
         await complete(http, sid, auth, count, hashlib.sha256(video).hexdigest())
         kind, data = await final_event(redis, sid)
-    assert kind == "frames_extracted" and data["frames"] == 8
+    assert kind == "frames_extracted" and data["frames"] >= 2
+
+
+async def test_a_video_over_the_duration_limit_is_refused_as_too_long_not_as_a_checksum_mismatch(
+    deployment: Runtime, redis: Redis
+) -> None:
+    """The decode stops at the declared duration, before reading most chunks: the checksum is then
+    finished from the chunks it did not read, and it is right."""
+    video = make_long_video(3660)
+    async with httpx.AsyncClient(base_url=deployment.url) as http:
+        sid, auth, count = await upload(http, video, index_first=False)
+        assert count > 4
+        await complete(http, sid, auth, count, hashlib.sha256(video).hexdigest())
+        kind, data = await final_event(redis, sid)
+    assert (kind, data["code"]) == ("error", "too_long")
 
 
 async def test_a_sha256_mismatch_is_a_final_error_and_no_frame_is_stored(deployment: Runtime, redis: Redis) -> None:
@@ -123,8 +137,17 @@ async def stream_ids(redis: Redis, stream: str) -> set[str]:
     return {entry_id.decode() for entry_id, _ in await redis.xrange(stream)}
 
 
-async def test_a_streamable_upload_is_decoded_while_its_chunks_arrive(small_chunks: Runtime, redis: Redis) -> None:
-    video = make_video(duration=8.0, width=640, height=360, noise=3, container="webm", codec="vp9", audio="opus")
+STREAMING_UPLOADS = {
+    "webm_vp9": dict(codec="vp9"),
+    "mediarecorder_webm_keyframes_3_s_apart": dict(codec="vp8", live=True, gop=90, fps=30),
+}
+
+
+@pytest.mark.parametrize("kind", STREAMING_UPLOADS)
+async def test_a_streamable_upload_is_decoded_while_its_chunks_arrive(small_chunks: Runtime, redis: Redis,
+                                                                      kind: str) -> None:
+    video = make_video(duration=8.0, width=640, height=360, noise=3, container="webm", audio="opus",
+                       **STREAMING_UPLOADS[kind])
     async with httpx.AsyncClient(base_url=small_chunks.url) as http:
         session = await create(http, len(video), "video/webm")
         sid, token, chunk = session["session_id"], session["token"], session["chunk_size"]
@@ -140,7 +163,7 @@ async def test_a_streamable_upload_is_decoded_while_its_chunks_arrive(small_chun
         await send_chunks(http, sid, token, memoryview(video), chunk, [count - 1], 1, None)
         await complete(http, sid, {"Authorization": f"Bearer {token}"}, count, hashlib.sha256(video).hexdigest())
         kind, data = await final_event(redis, sid)
-    assert kind == "frames_extracted" and data["frames"] == 8 and data["audio"]
+    assert kind == "frames_extracted" and data["frames"] >= 2 and data["audio"]
     assert abs(data["duration"] - 8.0) < 0.2 and data["timestamps"][-1] > 5.0
     assert await meta_field(redis, sid, "followed") == str(count)
     types = [e.type for e in await history(redis, sid)]
@@ -181,7 +204,7 @@ async def test_an_mp4_whose_index_at_the_end_is_sent_first_is_decoded_while_the_
         await send_chunks(http, sid, token, memoryview(video), chunk, media[-1:], 1, None)
         await complete(http, sid, {"Authorization": f"Bearer {token}"}, count, hashlib.sha256(video).hexdigest())
         kind, data = await final_event(redis, sid)
-    assert kind == "frames_extracted" and data["frames"] == 8 and data["audio"]
+    assert kind == "frames_extracted" and data["frames"] >= 2 and data["audio"]
     assert abs(data["duration"] - 8.0) < 0.2 and data["timestamps"][-1] > 5.0
     assert await meta_field(redis, sid, "decoder") in await stream_ids(redis, keys.FOLLOW)
     assert await meta_field(redis, sid, "hasher") is None
@@ -222,7 +245,7 @@ async def test_an_mp4_sent_in_plain_order_is_hashed_as_it_arrives_and_decoded_af
         auth = {"Authorization": f"Bearer {token}"}
         await complete(http, sid, auth, count, sha)
         kind, data = await final_event(redis, sid)
-    assert kind == "frames_extracted" and data["frames"] == 8
+    assert kind == "frames_extracted" and data["frames"] >= 2
     assert await meta_field(redis, sid, "decoder") in await stream_ids(redis, keys.JOBS)
     assert await meta_field(redis, sid, "hasher") in await stream_ids(redis, keys.FOLLOW)
     assert await meta_field(redis, sid, "sha256_verified") == sha
@@ -252,7 +275,7 @@ async def test_too_few_keyframes_fall_back_to_the_seeking_decode(small_chunks: R
         await until(lambda: _has(redis, sid, "followed", str(count)), redis=redis, sid=sid)
         await complete(http, sid, auth, count)
         kind, data = await final_event(redis, sid)
-    assert kind == "frames_extracted" and data["frames"] == 8
+    assert kind == "frames_extracted" and data["frames"] >= 2
     assert data["timestamps"][-1] > 4.0
     assert await meta_field(redis, sid, "decoder") in await stream_ids(redis, keys.FOLLOW)
 
@@ -276,6 +299,6 @@ async def test_a_tus_upload_is_followed_like_a_chunk_upload(small_chunks: Runtim
                                     headers={**patch, "Upload-Offset": str(offset)})
             assert sent.status_code == 204, sent.text
         kind, data = await final_event(redis, sid)
-    assert kind == "frames_extracted" and data["frames"] == 8
+    assert kind == "frames_extracted" and data["frames"] >= 2
     assert await meta_field(redis, sid, "decoder") in await stream_ids(redis, keys.FOLLOW)
     assert await meta_field(redis, sid, "followed") == str(-(-len(video) // (64 * 1024)))

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from streams.threads import Beside, in_own_thread, in_thread, map_in_pool, on_loop, pool
+from streams.threads import Beside, in_own_thread, in_thread, on_loop, pool
 from tests.support.sources import ROOT, offenders
 
 OWNER = "streams/threads.py"
@@ -74,4 +74,5 @@ def test_work_beside_the_caller_stops_when_cancelled_and_reports_errors() -> Non
 def test_a_pool_of_no_threads_runs_on_the_caller() -> None:
     with pool(0, "test-inline") as inline:
         assert inline.submit(threading.get_ident).result() == threading.get_ident()
-    assert map_in_pool(lambda n: n * n, range(5), 2, "test-pool") == [0, 1, 4, 9, 16]
+    with pool(2, "test-pool") as threads:
+        assert list(threads.map(lambda n: n * n, range(5))) == [0, 1, 4, 9, 16]
