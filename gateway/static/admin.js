@@ -1,5 +1,5 @@
 // DodoLens operations page: polls /admin/api/overview and fills the page. No framework, no build step.
-// Authentication is the HttpOnly cookie the gateway set when /admin?token= was opened: this code never sees it.
+// Authentication is the HttpOnly cookie the sign-in form's POST set: this code never sees it.
 "use strict";
 
 const POLL_MS = 2000;
@@ -116,6 +116,10 @@ function render(o) {
 async function poll() {
   try {
     const response = await fetch("/admin/api/overview", { credentials: "same-origin", cache: "no-store" });
+    if (response.status === 401) {
+      location.assign("/admin/sign-in"); // signed out elsewhere, or the cookie expired
+      return;
+    }
     const body = await response.json();
     if (!response.ok) {
       set("status", body.error ? body.error.message : "error " + response.status);
