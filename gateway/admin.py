@@ -151,6 +151,7 @@ async def overview(request: Request) -> JSONResponse:
         **figures,
         "websockets": app.state.hub.connections,
         "counters": app.state.metrics.counters(),
+        "timeline": app.state.metrics.timeline.snapshot(),
         "outcomes": outcomes,
         "alerts": alerts_as_dicts(evaluate_alerts(figures, outcomes)),
         "thresholds": {"memory": MEMORY_LIMIT, "processing_s": PROCESSING_LIMIT_S, "error_rate": ERROR_RATE_LIMIT,

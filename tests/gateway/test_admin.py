@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -17,7 +18,9 @@ from dodolens.runner import Runtime
 from dodolens.settings import Settings
 from gateway.admin_auth import COOKIE, COOKIE_TTL_S, FAILURES_PER_CLIENT, FailedAttempts, issue_cookie, valid_cookie
 from gateway.app import create_app
+from gateway.timeline import Timeline
 from gateway.config import GatewayConfig
+from schemas.events import Event, EventType
 from streams import keys
 from streams.connection import Redis
 from streams.jobs import ensure_group
@@ -196,9 +199,41 @@ async def text_of(page: Page, selector: str, want: str, timeout_s: float = 15.0)
         await asyncio.sleep(0.1)
 
 
+def past_hour(timeline: Timeline, now: float) -> tuple[int, int, int]:
+    """Sessions, completions (with stage timings) and errors spread over the 40 minutes before the last two, as
+    a busy gateway would have seen them; returns how many of each."""
+    sessions = completions = errors = 0
+    for minutes_ago in range(3, 43):
+        at = now - 60 * minutes_ago
+        for _ in range(1 + minutes_ago % 4):
+            timeline.observe(Event(id="1-0", type=EventType.SESSION_CREATED, session_id="a" * 32,
+                                   timestamp=datetime.fromtimestamp(at, timezone.utc)), now=now)
+            sessions += 1
+        total = 4.0 + minutes_ago % 7
+        timings = {"upload_s": 1.0, "queue_s": 0.1, "decode_s": 1.5, "analysis_s": total - 2.6, "total_s": total}
+        for spread in (0.8, 1.0, 2.5):
+            timeline.observe(Event(id="1-0", type=EventType.ANALYSIS_COMPLETE, session_id="a" * 32,
+                                   timestamp=datetime.fromtimestamp(at, timezone.utc),
+                                   data={"result": {"timings": {k: v * spread for k, v in timings.items()}}}), now=now)
+            completions += 1
+        if minutes_ago % 9 == 0:
+            timeline.observe(Event(id="1-0", type=EventType.ERROR, session_id="a" * 32,
+                                   timestamp=datetime.fromtimestamp(at, timezone.utc), data={"code": "decode_failed"}),
+                             now=now)
+            errors += 1
+    return sessions, completions, errors
+
+
+async def chart_values(page: Page, chart: str, series: str) -> list[float]:
+    return await page.evaluate("([chart, series]) => [...document.querySelectorAll(`#${chart} [data-series=${series}]`)]"
+                               ".map((node) => Number(node.dataset.value))", [chart, series])
+
+
 async def test_dashboard_renders_live_values_in_chromium(admin_gateway: Runtime, http: httpx.AsyncClient) -> None:
     r = admin_gateway.redis
     assert r is not None
+    app = admin_gateway.server.config.app  # type: ignore[union-attr]
+    sessions, completions, errors_seen = past_hour(app.state.metrics.timeline, time.time())
     await ensure_group(r, keys.JOBS, keys.DECODERS)
     for i in range(3):
         await r.xadd(keys.JOBS, {"sid": f"{i:032x}"})
@@ -229,6 +264,16 @@ async def test_dashboard_renders_live_values_in_chromium(admin_gateway: Runtime,
             rows = await page.locator("#groups tr").all_inner_texts()
             assert any("dodo:jobs" in row and "decoders" in row and "3" in row for row in rows), rows
             assert "updated" in (await page.text_content("#status") or "")
+
+            assert sum(await chart_values(page, "chart-sessions", "created")) == sessions + 2
+            assert sum(await chart_values(page, "chart-sessions", "completed")) == completions
+            assert sum(await chart_values(page, "chart-errors", "errors")) == errors_seen
+            p50 = await chart_values(page, "chart-stages", "p50")
+            p95 = await chart_values(page, "chart-stages", "p95")
+            assert len(p50) == len(p95) == 40 and all(a < b for a, b in zip(p50, p95))
+            assert max(p95) < 30 and min(p50) >= 4.0
+            await page.select_option("#chart-stage", "decode")
+            assert max(await chart_values(page, "chart-stages", "p50")) == 1.5
             await page.reload()
             assert await text_of(page, "#active-sessions", "2") == "2", "the token did not survive a reload"
             await page.screenshot(path=str(SCREENSHOT), full_page=True)
