@@ -27,6 +27,8 @@ from gateway.admin_auth import (
     signed_in,
 )
 from gateway.errors import ApiError
+from streams.audit import audit
+from streams.control import read_answers, reclaim_memory, send_request
 from streams.health import (
     ERROR_RATE_LIMIT,
     ERROR_WINDOW_S,
@@ -36,11 +38,14 @@ from streams.health import (
     evaluate_alerts,
     gather,
     recent_outcomes,
+    redis_memory,
 )
 
 STATIC = Path(__file__).parent / "static"
 SIGN_IN = "/admin/sign-in"
 FORM_BYTES = 4096
+GC_WAIT_S = 5.0
+"""How long ``POST /admin/api/gc`` waits for the workers (the sweeping one above all) to answer."""
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 PAGE_HEADERS = {
     **NO_STORE,
@@ -160,6 +165,39 @@ async def overview(request: Request) -> JSONResponse:
     return JSONResponse(body, headers=NO_STORE)
 
 
+async def collect_garbage(request: Request) -> JSONResponse:
+    """The design note's ``POST /api/admin/gc``: sweep now, collect every process's memory, say what was freed.
+
+    The sweep and the workers' collection run in the workers (asked over ``dodo:control``): the gateway
+    cannot import them, and with no worker running there is no sweeper to run either.
+    """
+    await require_admin(request)
+    same_origin(request)
+    app = request.app
+    r = app.state.redis
+    redis_before = await redis_memory(r)
+    gateway = {"role": "gateway", "name": "gateway", **reclaim_memory()}
+    request_id = await send_request(r, "gc")
+    workers = await read_answers(r, request_id, enough=lambda replies: any("sweep" in w for w in replies),
+                                 timeout_s=GC_WAIT_S)
+    redis_after = await redis_memory(r)
+    sweep = next((w.pop("sweep") for w in workers if "sweep" in w), None)
+    processes = [gateway, *workers]
+    freed = {"keys": sweep["orphan_keys"] if sweep else 0, "key_bytes": sweep["orphan_bytes"] if sweep else 0,
+             "redis_bytes": max(0, redis_before["used_bytes"] - redis_after["used_bytes"]),
+             "process_bytes": sum(p["freed_bytes"] for p in processes)}
+    await audit(r, app.state.config.stream, "admin_gc", keys_deleted=freed["keys"], workers=len(workers))
+    body = {
+        "freed": freed,
+        "sweep": sweep,
+        "workers_answered": len(workers),
+        "processes": processes,
+        "redis": {"used_before": redis_before["used_bytes"], "used_after": redis_after["used_bytes"]},
+        "note": None if sweep else f"no worker answered within {GC_WAIT_S:.0f} s: nothing was swept",
+    }
+    return JSONResponse(body, headers=NO_STORE)
+
+
 routes = [
     Route("/admin", page, methods=["GET"]),
     Route(SIGN_IN, sign_in_form, methods=["GET"]),
@@ -167,4 +205,5 @@ routes = [
     Route("/admin/sign-out", sign_out, methods=["POST"]),
     Route("/admin/admin.js", script, methods=["GET"]),
     Route("/admin/api/overview", overview, methods=["GET"]),
+    Route("/admin/api/gc", collect_garbage, methods=["POST"]),
 ]

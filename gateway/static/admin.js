@@ -56,7 +56,7 @@ function fill(id, rows, empty, columns) {
 // ---- the last hour, drawn as inline SVG -------------------------------------------------------------
 
 const SVG_NS = "http://www.w3.org/2000/svg";
-const CHART = { width: 380, height: 150, left: 42, right: 6, top: 10, bottom: 18 };
+const CHART = { width: 380, height: 150, left: 50, right: 6, top: 10, bottom: 18 };
 let chartStage = "total";
 let lastTimeline = null;
 
@@ -188,6 +188,27 @@ function render(o) {
   set("status", "updated " + new Date(o.at * 1000).toLocaleTimeString());
 }
 
+async function collectGarbage() {
+  $("gc").disabled = true;
+  set("gc-result", "sweeping and collecting…");
+  try {
+    const response = await fetch("/admin/api/gc", { method: "POST", credentials: "same-origin", cache: "no-store" });
+    const body = await response.json();
+    if (!response.ok) {
+      set("gc-result", body.error ? body.error.message : "error " + response.status);
+      return;
+    }
+    const f = body.freed;
+    set("gc-result", `Freed ${f.keys} orphaned key(s) (${bytes(f.key_bytes)}); Redis used ${bytes(f.redis_bytes)} less; `
+      + `processes gave back ${bytes(f.process_bytes)}. ${body.workers_answered} worker(s) answered.`
+      + (body.note ? " " + body.note : ""));
+  } catch (err) {
+    set("gc-result", "gateway unreachable: " + err.message);
+  } finally {
+    $("gc").disabled = false;
+  }
+}
+
 async function poll() {
   try {
     const response = await fetch("/admin/api/overview", { credentials: "same-origin", cache: "no-store" });
@@ -207,6 +228,7 @@ async function poll() {
   setTimeout(poll, POLL_MS);
 }
 
+$("gc").addEventListener("click", collectGarbage);
 $("chart-stage").addEventListener("change", (event) => {
   chartStage = event.target.value;
   if (lastTimeline) renderTimeline(lastTimeline);
