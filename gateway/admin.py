@@ -27,6 +27,7 @@ from gateway.admin_auth import (
     signed_in,
 )
 from gateway.errors import ApiError
+from gateway.sessions import small_body
 from streams.audit import audit
 from streams.control import read_answers, reclaim_memory, send_request
 from streams.health import (
@@ -84,14 +85,7 @@ def same_origin(request: Request) -> None:
 
 async def form_field(request: Request, name: str) -> str:
     """One field of a small urlencoded form body; anything else is a 4xx."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "application/x-www-form-urlencoded":
-        raise ApiError(415, "unsupported_media_type", "send the form as application/x-www-form-urlencoded")
-    body = bytearray()
-    async for part in request.stream():
-        body += part
-        if len(body) > FORM_BYTES:
-            raise ApiError(413, "body_too_large", f"the sign-in form is limited to {FORM_BYTES} bytes")
+    body = await small_body(request, "application/x-www-form-urlencoded", FORM_BYTES, "sign-in forms")
     try:
         values = parse_qs(body.decode(), max_num_fields=10)
     except (UnicodeDecodeError, ValueError):

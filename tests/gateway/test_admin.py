@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from limits import parse
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Page
 
 from dodolens.runner import Runtime
 from dodolens.settings import Settings
@@ -24,9 +24,9 @@ from schemas.events import Event, EventType
 from streams import keys
 from streams.connection import Redis
 from streams.jobs import ensure_group
+from tests.support.browser import chromium
 
 ADMIN = "test-admin-token-0123456789"
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = Path("/tmp/dodolens-admin.png")
 SIGN_IN_SCREENSHOT = Path("/tmp/dodolens-admin-sign-in.png")
 
@@ -237,51 +237,45 @@ async def test_dashboard_renders_live_values_in_chromium(admin_gateway: Runtime,
     await ensure_group(r, keys.JOBS, keys.DECODERS)
     for i in range(3):
         await r.xadd(keys.JOBS, {"sid": f"{i:032x}"})
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update"])
-        try:
-            page = await browser.new_page(viewport={"width": 1280, "height": 1100})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            await page.goto(f"{admin_gateway.url}/admin")
-            assert page.url.endswith("/admin/sign-in")
-            await page.fill("#token", "not the token")
-            await page.click("#sign-in")
-            assert "not the admin token" in (await page.text_content("#message") or "")
-            await page.screenshot(path=str(SIGN_IN_SCREENSHOT))
-            await page.fill("#token", ADMIN)
-            await page.click("#sign-in")
-            await page.wait_for_url("**/admin")
-            assert await text_of(page, "#active-sessions", "0") == "0"
-            for _ in range(2):
-                assert (await http.post("/sessions", json={"size": 1000})).status_code == 201
-            await r.xadd(keys.ALERTS, {"type": "failed_cleanup", "at": time.time(), "keys": 1})
-            assert await text_of(page, "#active-sessions", "2") == "2"
-            assert await text_of(page, "#sessions-created", "2") == "2"
-            await page.wait_for_selector("#alerts li[data-kind=failed_cleanup]", timeout=15_000)
-            rows = await page.locator("#groups tr").all_inner_texts()
-            assert any("dodo:jobs" in row and "decoders" in row and "3" in row for row in rows), rows
-            assert "updated" in (await page.text_content("#status") or "")
+    async with chromium() as browser:
+        page = await browser.new_page(viewport={"width": 1280, "height": 1100})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await page.goto(f"{admin_gateway.url}/admin")
+        assert page.url.endswith("/admin/sign-in")
+        await page.fill("#token", "not the token")
+        await page.click("#sign-in")
+        assert "not the admin token" in (await page.text_content("#message") or "")
+        await page.screenshot(path=str(SIGN_IN_SCREENSHOT))
+        await page.fill("#token", ADMIN)
+        await page.click("#sign-in")
+        await page.wait_for_url("**/admin")
+        assert await text_of(page, "#active-sessions", "0") == "0"
+        for _ in range(2):
+            assert (await http.post("/sessions", json={"size": 1000})).status_code == 201
+        await r.xadd(keys.ALERTS, {"type": "failed_cleanup", "at": time.time(), "keys": 1})
+        assert await text_of(page, "#active-sessions", "2") == "2"
+        assert await text_of(page, "#sessions-created", "2") == "2"
+        await page.wait_for_selector("#alerts li[data-kind=failed_cleanup]", timeout=15_000)
+        rows = await page.locator("#groups tr").all_inner_texts()
+        assert any("dodo:jobs" in row and "decoders" in row and "3" in row for row in rows), rows
+        assert "updated" in (await page.text_content("#status") or "")
 
-            assert sum(await chart_values(page, "chart-sessions", "created")) == sessions + 2
-            assert sum(await chart_values(page, "chart-sessions", "completed")) == completions
-            assert sum(await chart_values(page, "chart-errors", "errors")) == errors_seen
-            p50 = await chart_values(page, "chart-stages", "p50")
-            p95 = await chart_values(page, "chart-stages", "p95")
-            assert len(p50) == len(p95) == 40 and all(a < b for a, b in zip(p50, p95))
-            assert max(p95) < 30 and min(p50) >= 4.0
-            await page.select_option("#chart-stage", "decode")
-            assert max(await chart_values(page, "chart-stages", "p50")) == 1.5
-            await page.reload()
-            assert await text_of(page, "#active-sessions", "2") == "2", "the token did not survive a reload"
-            await page.screenshot(path=str(SCREENSHOT), full_page=True)
-            await page.click("#sign-out")
-            await page.wait_for_url("**/admin/sign-in")
-            await page.goto(f"{admin_gateway.url}/admin")
-            assert page.url.endswith("/admin/sign-in"), "signing out did not end the sign-in"
-            assert errors == []
-        finally:
-            await browser.close()
+        assert sum(await chart_values(page, "chart-sessions", "created")) == sessions + 2
+        assert sum(await chart_values(page, "chart-sessions", "completed")) == completions
+        assert sum(await chart_values(page, "chart-errors", "errors")) == errors_seen
+        p50 = await chart_values(page, "chart-stages", "p50")
+        p95 = await chart_values(page, "chart-stages", "p95")
+        assert len(p50) == len(p95) == 40 and all(a < b for a, b in zip(p50, p95))
+        assert max(p95) < 30 and min(p50) >= 4.0
+        await page.select_option("#chart-stage", "decode")
+        assert max(await chart_values(page, "chart-stages", "p50")) == 1.5
+        await page.reload()
+        assert await text_of(page, "#active-sessions", "2") == "2", "the sign-in did not survive a reload"
+        await page.screenshot(path=str(SCREENSHOT), full_page=True)
+        await page.click("#sign-out")
+        await page.wait_for_url("**/admin/sign-in")
+        await page.goto(f"{admin_gateway.url}/admin")
+        assert page.url.endswith("/admin/sign-in"), "signing out did not end the sign-in"
+        assert errors == []
     assert SCREENSHOT.stat().st_size > 10_000

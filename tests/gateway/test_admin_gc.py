@@ -3,7 +3,6 @@ collect their memory, and only the admin may ask."""
 
 from __future__ import annotations
 
-import gc
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,12 +10,14 @@ from pathlib import Path
 import httpx
 import pytest
 from jsonschema import Draft202012Validator
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import expect
 
 from dodolens.runner import Runtime
 from dodolens.settings import Settings
 from streams import keys
 from streams.connection import Redis
+from tests.support.browser import chromium, sign_in_to_admin
+from tests.support.garbage import uncollected_cycles
 
 ADMIN = "test-admin-token-0123456789"
 BEARER = {"Authorization": f"Bearer {ADMIN}"}
@@ -61,17 +62,10 @@ async def test_gc_sweeps_now_and_reports_what_it_deleted(two_workers: Runtime) -
     r = two_workers.redis
     assert r is not None
     await leave_orphans(r)
-    gc.disable()
-    try:
-        for _ in range(2000):
-            cycle: list[object] = []
-            cycle.append(cycle)
-        del cycle
+    with uncollected_cycles(2000):
         async with httpx.AsyncClient(base_url=two_workers.url, timeout=30) as http:
             response = await http.post("/admin/api/gc", headers=BEARER)
             spec = (await http.get("/openapi.json")).json()
-    finally:
-        gc.enable()
     assert response.status_code == 200, response.text
     body = response.json()
     documented = spec["paths"]["/admin/api/gc"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
@@ -124,25 +118,16 @@ async def test_gc_is_for_the_admin_only(admin_settings: Settings) -> None:
 
 async def test_the_dashboard_button_runs_it_in_chromium(two_workers: Runtime) -> None:
     assert two_workers.redis is not None
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update"])
-        try:
-            page = await browser.new_page(viewport={"width": 1280, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            await page.goto(f"{two_workers.url}/admin")
-            await page.fill("#token", ADMIN)
-            await page.click("#sign-in")
-            await page.wait_for_url("**/admin")
-            await leave_orphans(two_workers.redis)
-            await page.click("#gc")
-            await expect(page.locator("#gc-result")).to_contain_text("Freed 2 orphaned key(s)", timeout=15_000)
-            assert "2 worker(s) answered" in (await page.text_content("#gc-result") or "")
-            await page.locator("#gc").scroll_into_view_if_needed()
-            await page.screenshot(path=str(SCREENSHOT))
-            assert errors == []
-        finally:
-            await browser.close()
+    async with chromium() as browser:
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await sign_in_to_admin(page, two_workers.url, ADMIN)
+        await leave_orphans(two_workers.redis)
+        await page.click("#gc")
+        await expect(page.locator("#gc-result")).to_contain_text("Freed 2 orphaned key(s)", timeout=15_000)
+        assert "2 worker(s) answered" in (await page.text_content("#gc-result") or "")
+        await page.locator("#gc").scroll_into_view_if_needed()
+        await page.screenshot(path=str(SCREENSHOT))
+        assert errors == []
     assert await two_workers.redis.exists(keys.chunks(ORPHAN)) == 0

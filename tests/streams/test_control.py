@@ -4,12 +4,12 @@ task, answers come back on a short-lived list, and memory is collected for real.
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 
 from streams import keys
 from streams.connection import Redis
 from streams.control import answer, claim, listen, read_answers, reclaim_memory, send_request
+from tests.support.garbage import uncollected_cycles
 
 
 async def test_every_listener_answers_and_one_claims_the_task(redis: Redis) -> None:
@@ -63,14 +63,7 @@ async def test_without_answers_reading_stops_at_the_timeout(redis: Redis) -> Non
 
 
 def test_reclaiming_memory_collects_cycles_and_measures_the_process() -> None:
-    gc.disable()
-    try:
-        for _ in range(500):
-            cycle: list[object] = []
-            cycle.append(cycle)
-        del cycle
+    with uncollected_cycles(500):
         freed = reclaim_memory()
-    finally:
-        gc.enable()
     assert freed["objects_collected"] >= 500
     assert freed["rss_before"] > 0 and freed["rss_after"] > 0 and freed["freed_bytes"] >= 0
