@@ -24,11 +24,12 @@ from schemas.events import Event, EventType
 from streams import keys
 from streams.connection import Redis
 from streams.jobs import ensure_group
-from tests.support.browser import chromium
+from tests.support.browser import chromium, sign_in_to_admin
 
 ADMIN = "test-admin-token-0123456789"
 SCREENSHOT = Path("/tmp/dodolens-admin.png")
 SIGN_IN_SCREENSHOT = Path("/tmp/dodolens-admin-sign-in.png")
+PHONE_SCREENSHOT = Path("/tmp/dodolens-admin-phone.png")
 
 
 @pytest.fixture
@@ -279,3 +280,19 @@ async def test_dashboard_renders_live_values_in_chromium(admin_gateway: Runtime,
         assert page.url.endswith("/admin/sign-in"), "signing out did not end the sign-in"
         assert errors == []
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+async def test_the_dashboard_fits_a_phone(admin_gateway: Runtime) -> None:
+    """Wide tables scroll inside their card; the page itself never scrolls sideways at 390 px."""
+    r = admin_gateway.redis
+    assert r is not None
+    await ensure_group(r, keys.JOBS, keys.DECODERS)
+    async with chromium() as browser:
+        page = await (await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
+                                                has_touch=True)).new_page()
+        await sign_in_to_admin(page, admin_gateway.url, ADMIN)
+        await page.wait_for_selector("#groups td.num")
+        assert await page.evaluate("document.documentElement.scrollWidth") == 390
+        chart = await page.locator("#chart-sessions").bounding_box()
+        assert chart is not None and chart["x"] >= 0 and chart["x"] + chart["width"] <= 390
+        await page.screenshot(path=str(PHONE_SCREENSHOT), full_page=True)
