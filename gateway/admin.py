@@ -12,6 +12,7 @@ import html
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -28,6 +29,7 @@ from gateway.admin_auth import (
 )
 from gateway.errors import ApiError
 from gateway.sessions import small_body
+from gateway.timeline import CHARTED, Timeline
 from streams.audit import audit
 from streams.control import read_answers, reclaim_memory, send_request
 from streams.health import (
@@ -38,6 +40,7 @@ from streams.health import (
     alerts_as_dicts,
     evaluate_alerts,
     gather,
+    recent_events,
     recent_outcomes,
     redis_memory,
 )
@@ -140,6 +143,16 @@ async def script(_request: Request) -> Response:
     return FileResponse(STATIC / "admin.js", media_type="text/javascript; charset=utf-8", headers=PAGE_HEADERS)
 
 
+async def backfilled(app: Starlette) -> Timeline:
+    """The gateway's timeline, with the hour before it started read once from the analytics stream."""
+    timeline: Timeline = app.state.metrics.timeline
+    if not timeline.backfilled:
+        records = await recent_events(app.state.redis, timeline.minutes * 60, frozenset(t.value for t in CHARTED))
+        if not timeline.backfilled:
+            timeline.backfill(records)
+    return timeline
+
+
 async def overview(request: Request) -> JSONResponse:
     """Everything the page shows, in one answer: live figures, counters, outcomes, alerts, the last hour."""
     await require_admin(request)
@@ -150,7 +163,7 @@ async def overview(request: Request) -> JSONResponse:
         **figures,
         "websockets": app.state.hub.connections,
         "counters": app.state.metrics.counters(),
-        "timeline": app.state.metrics.timeline.snapshot(),
+        "timeline": (await backfilled(app)).snapshot(),
         "outcomes": outcomes,
         "alerts": alerts_as_dicts(evaluate_alerts(figures, outcomes)),
         "thresholds": {"memory": MEMORY_LIMIT, "processing_s": PROCESSING_LIMIT_S, "error_rate": ERROR_RATE_LIMIT,

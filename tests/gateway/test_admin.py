@@ -18,10 +18,11 @@ from dodolens.runner import Runtime
 from dodolens.settings import Settings
 from gateway.admin_auth import COOKIE, COOKIE_TTL_S, FAILURES_PER_CLIENT, FailedAttempts, issue_cookie, valid_cookie
 from gateway.app import create_app
-from gateway.timeline import Timeline
 from gateway.config import GatewayConfig
 from schemas.events import Event, EventType
 from streams import keys
+from streams.analytics import record
+from streams.config import StreamConfig
 from streams.connection import Redis
 from streams.jobs import ensure_group
 from tests.support.browser import chromium, sign_in_to_admin
@@ -200,29 +201,27 @@ async def text_of(page: Page, selector: str, want: str, timeout_s: float = 15.0)
         await asyncio.sleep(0.1)
 
 
-def past_hour(timeline: Timeline, now: float) -> tuple[int, int, int]:
-    """Sessions, completions (with stage timings) and errors spread over the 40 minutes before the last two, as
-    a busy gateway would have seen them; returns how many of each."""
-    sessions = completions = errors = 0
+async def past_hour(r: Redis, cfg: StreamConfig, now: float) -> tuple[int, int, int]:
+    """Analytics records of sessions, completions (with stage timings) and errors spread over the 40 minutes before
+    the last two, as the processes of a busy deployment record them; returns how many of each."""
+    counts = {EventType.SESSION_CREATED: 0, EventType.ANALYSIS_COMPLETE: 0, EventType.ERROR: 0}
+
+    async def happened(kind: EventType, at: float, **data: object) -> None:
+        await record(r, cfg, Event(id="1-0", type=kind, session_id="a" * 32,
+                                   timestamp=datetime.fromtimestamp(at, timezone.utc), data=data))
+        counts[kind] += 1
+
     for minutes_ago in range(3, 43):
         at = now - 60 * minutes_ago
         for _ in range(1 + minutes_ago % 4):
-            timeline.observe(Event(id="1-0", type=EventType.SESSION_CREATED, session_id="a" * 32,
-                                   timestamp=datetime.fromtimestamp(at, timezone.utc)), now=now)
-            sessions += 1
+            await happened(EventType.SESSION_CREATED, at, size=1000, chunks=1)
         total = 4.0 + minutes_ago % 7
         timings = {"upload_s": 1.0, "queue_s": 0.1, "decode_s": 1.5, "analysis_s": total - 2.6, "total_s": total}
         for spread in (0.8, 1.0, 2.5):
-            timeline.observe(Event(id="1-0", type=EventType.ANALYSIS_COMPLETE, session_id="a" * 32,
-                                   timestamp=datetime.fromtimestamp(at, timezone.utc),
-                                   data={"result": {"timings": {k: v * spread for k, v in timings.items()}}}), now=now)
-            completions += 1
+            await happened(EventType.ANALYSIS_COMPLETE, at, result={"timings": {k: v * spread for k, v in timings.items()}})
         if minutes_ago % 9 == 0:
-            timeline.observe(Event(id="1-0", type=EventType.ERROR, session_id="a" * 32,
-                                   timestamp=datetime.fromtimestamp(at, timezone.utc), data={"code": "decode_failed"}),
-                             now=now)
-            errors += 1
-    return sessions, completions, errors
+            await happened(EventType.ERROR, at, code="decode_failed", final=True)
+    return counts[EventType.SESSION_CREATED], counts[EventType.ANALYSIS_COMPLETE], counts[EventType.ERROR]
 
 
 async def chart_values(page: Page, chart: str, series: str) -> list[float]:
@@ -230,11 +229,11 @@ async def chart_values(page: Page, chart: str, series: str) -> list[float]:
                                ".map((node) => Number(node.dataset.value))", [chart, series])
 
 
-async def test_dashboard_renders_live_values_in_chromium(admin_gateway: Runtime, http: httpx.AsyncClient) -> None:
+async def test_dashboard_renders_live_values_and_the_last_hour_in_chromium(admin_gateway: Runtime, http: httpx.AsyncClient) -> None:
     r = admin_gateway.redis
     assert r is not None
-    app = admin_gateway.server.config.app  # type: ignore[union-attr]
-    sessions, completions, errors_seen = past_hour(app.state.metrics.timeline, time.time())
+    assert admin_gateway.stream is not None
+    sessions, completions, errors_seen = await past_hour(r, admin_gateway.stream, time.time())
     await ensure_group(r, keys.JOBS, keys.DECODERS)
     for i in range(3):
         await r.xadd(keys.JOBS, {"sid": f"{i:032x}"})

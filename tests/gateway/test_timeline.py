@@ -1,4 +1,5 @@
-"""The dashboard's last hour: one bucket per minute, sessions, completions, errors and stage percentiles."""
+"""The dashboard's last hour: one bucket per minute, sessions, completions, errors and stage percentiles; what
+happened before the gateway started comes from the analytics records, and nothing is counted twice."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 from gateway.timeline import Timeline
+from schemas.analytics import AnalyticsEvent
 from schemas.events import Event, EventType
+from streams.analytics import anonymize
 
 NOW = 1_800_000_030.0  # 30 s into a minute
+STARTED = NOW - 7200
 
 
 def event(kind: EventType, at: float, **data: Any) -> Event:
@@ -21,7 +25,7 @@ def completed(at: float, total: float) -> Event:
 
 
 def test_events_land_in_the_minute_they_happened() -> None:
-    timeline = Timeline()
+    timeline = Timeline(since=STARTED)
     for at in (NOW, NOW - 5, NOW - 60, NOW - 3500):
         timeline.observe(event(EventType.SESSION_CREATED, at), now=NOW)
     timeline.observe(event(EventType.ERROR, NOW - 61, code="decode_failed"), now=NOW)
@@ -35,7 +39,7 @@ def test_events_land_in_the_minute_they_happened() -> None:
 
 
 def test_stage_percentiles_come_from_the_analyses_completed_that_minute() -> None:
-    timeline = Timeline()
+    timeline = Timeline(since=STARTED)
     for total in (2.0, 4.0, 6.0, 8.0, 100.0):
         timeline.observe(completed(NOW, total), now=NOW)
     timeline.observe(completed(NOW - 120, 1.0), now=NOW)
@@ -49,7 +53,7 @@ def test_stage_percentiles_come_from_the_analyses_completed_that_minute() -> Non
 
 
 def test_only_the_last_hour_is_kept() -> None:
-    timeline = Timeline(minutes=60)
+    timeline = Timeline(minutes=60, since=STARTED)
     timeline.observe(event(EventType.SESSION_CREATED, NOW - 3600), now=NOW)
     timeline.observe(event(EventType.SESSION_CREATED, NOW + 120), now=NOW)
     assert sum(m["sessions"] for m in timeline.snapshot(now=NOW)) == 0, "too old, or from a skewed clock"
@@ -57,3 +61,18 @@ def test_only_the_last_hour_is_kept() -> None:
         timeline.observe(event(EventType.SESSION_CREATED, NOW + 60 * minute), now=NOW + 60 * minute)
     assert len(timeline._buckets) <= 60
     assert sum(m["sessions"] for m in timeline.snapshot(now=NOW + 60 * 179)) == 60
+
+
+def test_the_backfill_counts_what_happened_before_the_gateway_started_and_the_tail_the_rest() -> None:
+    started = NOW - 600
+    timeline = Timeline(since=started)
+    before, after = completed(started - 120, 3.0), completed(started + 60, 5.0)
+    created_before = event(EventType.SESSION_CREATED, started - 1)
+    records = [AnalyticsEvent.model_validate(anonymize(e, lambda sid: "a" * 20)) for e in (before, after, created_before)]
+    for live in (before, after, created_before):
+        timeline.observe(live, now=NOW)
+    timeline.backfill(records, now=NOW)
+    minutes = timeline.snapshot(now=NOW)
+    assert timeline.backfilled
+    assert sum(m["completed"] for m in minutes) == 2 and sum(m["sessions"] for m in minutes) == 1
+    assert [m["stages"]["total"]["p50"] for m in minutes if m["completed"]] == [3.0, 5.0]
