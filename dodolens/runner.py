@@ -14,6 +14,7 @@ from dodolens.settings import Settings
 from gateway.app import create_app
 from processors.analyze_job import analyze_job
 from processors.analyzer import model_client
+from processors.control import run_control
 from processors.config import WorkerConfig
 from processors.decode_jobs import decode_job, follow_job
 from processors.sinks import ResultSink, open_sink
@@ -65,6 +66,7 @@ async def _run_groups(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sink
         run_group(r, cfg.stream, stream=keys.ANALYZE, group=keys.ANALYZERS, concurrency=cfg.analyze_concurrency,
                   handler=lambda job: analyze_job(r, cfg, sink, job, model), **common),
         run_sweeper(r, cfg.stream, cfg.sweep_interval_s, stop),
+        run_control(r, cfg, stop),
     )
 
 

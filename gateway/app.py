@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gateway import admin, metrics
+from gateway.admin_auth import FailedAttempts
 from gateway import hub as hub_module
 from gateway import openapi, pages, sessions, tus
 from gateway.audit import RequestAudit
@@ -65,5 +66,6 @@ def create_app(redis: Redis, config: GatewayConfig, results: ResultStore) -> Sta
     app.state.hub.listeners.append(functools.partial(app_metrics.on_events, redis))
     app.state.metrics = app_metrics
     app.state.lag = LagTracker()
+    app.state.admin_attempts = FailedAttempts()
     app.state.sealed_buffers = SealedBuffers()
     return app

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.timeline import Timeline
 from schemas.events import Event, EventType
 from schemas.lifecycle import FINISHED
 from streams import keys
@@ -73,12 +74,14 @@ class Metrics:
         self.recorded_alerts = Gauge("dodolens_recorded_alerts", "Alerts in dodo:alerts over the last hour", ["type"],
                                      registry=r)
         self.cleanup_recent: deque[float] = deque(maxlen=200)
+        self.timeline = Timeline()
         self._ended: dict[str, tuple[float, str]] = {}
         """Session id -> (time it ended, outcome), until its media keys are seen gone."""
 
     def observe(self, event: Event) -> None:
         """Count one event; pure bookkeeping, no I/O."""
         self.events.labels(event.type.value).inc()
+        self.timeline.observe(event)
         data = event.data
         if event.type == EventType.SESSION_CREATED:
             self.sessions_created.inc()

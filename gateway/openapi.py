@@ -241,6 +241,56 @@ def health_paths() -> dict[str, Any]:
     }
 
 
+def _admin_errors() -> dict[str, Any]:
+    described = {
+        401: "No admin token (send 'Authorization: Bearer <DODOLENS_ADMIN_TOKEN>' or sign in at /admin), or a wrong one",
+        403: "The dashboard is off (no DODOLENS_ADMIN_TOKEN), or a cross-site request",
+        429: "Too many wrong admin tokens from this address (or overall); retry after Retry-After seconds",
+        503: ERRORS[503],
+    }
+    out = {str(code): _json(_ref(ErrorResponse), text) for code, text in described.items()}
+    for code in ("429", "503"):
+        out[code]["headers"] = {"Retry-After": {"schema": INTEGER_TEXT, "required": True}}
+    return out
+
+
+def admin_paths() -> dict[str, Any]:
+    count = {"type": "integer", "minimum": 0}
+    size = {"type": ["integer", "null"], "minimum": 0}
+    process = {"type": "object", "required": ["role", "name", "pid", "objects_collected", "heap_trimmed", "rss_before",
+                                              "rss_after", "freed_bytes"], "properties": {
+        "role": {"enum": ["gateway", "worker"]}, "name": {"type": "string"}, "pid": count, "objects_collected": count,
+        "heap_trimmed": {"type": "boolean"}, "rss_before": size, "rss_after": size, "freed_bytes": count}}
+    sweep_fields = ("orphan_keys", "orphan_bytes", "expired_sessions", "pressure_failed", "consumers_forgotten")
+    sweep = {"type": ["object", "null"], "required": list(sweep_fields),
+             "properties": {name: count for name in sweep_fields}}
+    freed_fields = ("keys", "key_bytes", "redis_bytes", "process_bytes")
+    report = {"type": "object", "required": ["freed", "sweep", "workers_answered", "processes", "redis", "note"],
+              "properties": {
+                  "freed": {"type": "object", "required": list(freed_fields),
+                            "properties": {name: count for name in freed_fields}},
+                  "sweep": sweep, "workers_answered": count, "processes": {"type": "array", "items": process},
+                  "redis": {"type": "object", "required": ["used_before", "used_after"],
+                            "properties": {"used_before": count, "used_after": count}},
+                  "note": {"type": ["string", "null"]}}}
+    overview = {"type": "object", "required": ["at", "active_sessions", "groups", "counters", "outcomes", "alerts",
+                                               "timeline"]}
+    return {
+        "/admin/api/overview": {"get": {
+            "operationId": "adminOverview", "security": [{"admin": []}],
+            "summary": "What the dashboard shows: live figures, counters, outcomes, alerts, the last hour per minute",
+            "responses": {"200": _json(overview, "The figures (counts and pseudonyms only)"), **_admin_errors()}}},
+        "/admin/api/gc": {"post": {
+            "operationId": "adminGc", "security": [{"admin": []}],
+            "summary": "Run the cleanup sweep now and collect the gateway's and every worker's memory",
+            "description": "The design note's `POST /api/admin/gc`. Workers are asked over `dodo:control`; the first "
+                           "to claim it sweeps (orphaned media keys, expired sessions), each collects its garbage and "
+                           "gives freed heap back to the system. Waits up to 5 s for the workers; `note` says when none "
+                           "answered (then nothing was swept).",
+            "responses": {"200": _json(report, "What was freed: keys and bytes"), **_admin_errors()}}},
+    }
+
+
 def build_spec(config: GatewayConfig) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -252,11 +302,14 @@ def build_spec(config: GatewayConfig) -> dict[str, Any]:
                            "&last_event_id=...` (not expressible in OpenAPI). tus "
                            f"{TUS_VERSION} at `/files/` with {EXTENSIONS}.",
         },
-        "paths": {**session_paths(), **tus_paths(), **health_paths()},
+        "paths": {**session_paths(), **tus_paths(), **health_paths(), **admin_paths()},
         "components": {
             "schemas": components(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "The session token from creation"}},
+                                           "description": "The session token from creation"},
+                                "admin": {"type": "http", "scheme": "bearer",
+                                          "description": "DODOLENS_ADMIN_TOKEN (browsers: the cookie the sign-in "
+                                                         "form at /admin/sign-in sets)"}},
         },
         "x-limits": {"max_size": config.stream.max_size, "chunk_size": config.stream.chunk_size,
                      "max_json_bytes": config.max_json_bytes},

@@ -47,17 +47,22 @@ def json_response(model: BaseModel, status: int = 200) -> Response:
     return Response(model.model_dump_json(), status_code=status, media_type="application/json")
 
 
-async def read_json(request: Request, model: type[M]) -> M:
-    """Parse a bounded JSON body into ``model``; every way it can be wrong is a 4xx."""
-    cfg = _cfg(request)
+async def small_body(request: Request, media_type: str, limit: int, what: str) -> bytes:
+    """The whole body of a small request, read no further than ``limit`` bytes; 415 or 413 otherwise."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "application/json":
-        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    if ctype != media_type:
+        raise ApiError(415, "unsupported_media_type", f"send the body as {media_type}")
     body = bytearray()
     async for part in request.stream():
         body += part
-        if len(body) > cfg.max_json_bytes:
-            raise ApiError(413, "body_too_large", f"JSON bodies are limited to {cfg.max_json_bytes} bytes")
+        if len(body) > limit:
+            raise ApiError(413, "body_too_large", f"{what} are limited to {limit} bytes")
+    return bytes(body)
+
+
+async def read_json(request: Request, model: type[M]) -> M:
+    """Parse a bounded JSON body into ``model``; every way it can be wrong is a 4xx."""
+    body = await small_body(request, "application/json", _cfg(request).max_json_bytes, "JSON bodies")
     try:
         return model.model_validate(orjson.loads(body or b"{}"))
     except orjson.JSONDecodeError:

@@ -38,6 +38,8 @@ GONE_CONSUMER_IDLE_MS = 3_600_000
 @dataclass
 class SweepReport:
     orphans_deleted: list[str] = field(default_factory=list)
+    orphan_bytes: int = 0
+    """Redis's MEMORY USAGE of the orphans, read just before they were deleted."""
     expired_sessions: list[str] = field(default_factory=list)
     pressure_failed: list[str] = field(default_factory=list)
     consumers_forgotten: list[str] = field(default_factory=list)
@@ -64,6 +66,7 @@ async def sweep_orphans(r: Redis, cfg: StreamConfig, report: SweepReport) -> Non
         stray = [k for k in media if finished or await r.ttl(k) == -1]
         if not stray:
             continue
+        report.orphan_bytes += sum([await r.memory_usage(k, samples=0) or 0 for k in stray])
         await r.delete(*stray)
         report.orphans_deleted.extend(stray)
         await alert(r, "failed_cleanup", keys=len(stray))

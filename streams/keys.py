@@ -21,6 +21,8 @@ ACTIVE = f"{PREFIX}:active"
 ERASED = f"{PREFIX}:erased"
 """Sorted set of erased session ids scored by erasure time, so late workers write nothing."""
 ALERTS = f"{PREFIX}:alerts"
+CONTROL = f"{PREFIX}:control"
+"""Operator requests every worker process acts on (``streams.control``); answers go to :func:`control_replies`."""
 
 DECODERS = "decoders"
 FOLLOWERS = "followers"
@@ -29,8 +31,18 @@ ANALYZERS = "analyzers"
 GROUPS: dict[str, str] = {JOBS: DECODERS, FOLLOW: FOLLOWERS, ANALYZE: ANALYZERS}
 """Work stream -> its consumer group."""
 
-RESERVED = frozenset({JOBS, FOLLOW, ANALYZE, EVENTS, ANALYTICS, AUDIT, DEAD, ACTIVE, ERASED, ALERTS})
+RESERVED = frozenset({JOBS, FOLLOW, ANALYZE, EVENTS, ANALYTICS, AUDIT, DEAD, ACTIVE, ERASED, ALERTS, CONTROL})
 """Global keys DodoLens reads or writes: never a target for an operator's copy (replay --publish)."""
+
+
+def control_replies(request_id: str) -> str:
+    """List of the workers' answers to one control request (short-lived)."""
+    return f"{CONTROL}:{request_id}:replies"
+
+
+def control_claim(request_id: str, task: str) -> str:
+    """Held by the one worker doing ``task`` of a request that only one of them should do."""
+    return f"{CONTROL}:{request_id}:{task}"
 
 
 def _session(sid: str, what: str) -> str:

@@ -1,5 +1,5 @@
 // DodoLens operations page: polls /admin/api/overview and fills the page. No framework, no build step.
-// Authentication is the HttpOnly cookie the gateway set when /admin?token= was opened: this code never sees it.
+// Authentication is the HttpOnly cookie the sign-in form's POST set: this code never sees it.
 "use strict";
 
 const POLL_MS = 2000;
@@ -51,6 +51,80 @@ function fill(id, rows, empty, columns) {
     tr.append(...cells);
     body.append(tr);
   }
+}
+
+// ---- the last hour, drawn as inline SVG -------------------------------------------------------------
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+const CHART = { width: 380, height: 150, left: 50, right: 6, top: 10, bottom: 18 };
+let chartStage = "total";
+let lastTimeline = null;
+
+function svg(name, attrs, text) {
+  const node = document.createElementNS(SVG_NS, name);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+function clock(epochS) { return new Date(epochS * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }); }
+
+// series: [{name, kind: "bar" | "line", cls, values: [number | null per minute]}]; format labels the y axis;
+// counts (whole) get whole-number grid lines.
+function drawChart(id, minutes, series, format, whole) {
+  const c = CHART, root = $(id);
+  root.replaceChildren();
+  root.setAttribute("viewBox", `0 0 ${c.width} ${c.height}`);
+  const values = series.flatMap((s) => s.values).filter((v) => v !== null);
+  const highest = Math.max(...values, 0) || 1;
+  const top = whole && highest > 1 ? 2 * Math.ceil(highest / 2) : highest;
+  const step = (c.width - c.left - c.right) / minutes.length;
+  const x = (i) => c.left + (i + 0.5) * step;
+  const y = (v) => c.height - c.bottom - (v / top) * (c.height - c.top - c.bottom);
+  for (const f of top === 1 && whole ? [0, 1] : [0, 0.5, 1]) {
+    root.append(svg("line", { x1: c.left, x2: c.width - c.right, y1: y(top * f), y2: y(top * f), class: "grid" }),
+                svg("text", { x: c.left - 4, y: y(top * f) + 4, "text-anchor": "end", class: "axis" }, format(top * f)));
+  }
+  root.append(svg("text", { x: c.left, y: c.height - 4, class: "axis" }, clock(minutes[0].minute)),
+              svg("text", { x: c.width - c.right, y: c.height - 4, "text-anchor": "end", class: "axis" }, "now"));
+  for (const s of series) {
+    if (s.kind === "bar") {
+      s.values.forEach((v, i) => {
+        if (!v) return;
+        const bar = svg("rect", { x: x(i) - step * 0.35, width: step * 0.7, y: y(v), height: y(0) - y(v), class: s.cls,
+                                  "data-series": s.name, "data-value": v, "data-minute": minutes[i].minute });
+        bar.append(svg("title", {}, `${clock(minutes[i].minute)} ${s.name}: ${format(v)}`));
+        root.append(bar);
+      });
+    } else {
+      let path = "";
+      s.values.forEach((v, i) => {
+        if (v === null) return;
+        path += `${path && s.values[i - 1] !== null ? "L" : "M"}${x(i).toFixed(1)},${y(v).toFixed(1)}`;
+        root.append(svg("circle", { cx: x(i), cy: y(v), r: 2.5, class: s.cls, "data-series": s.name, "data-value": v,
+                                    "data-minute": minutes[i].minute }));
+      });
+      if (path) root.append(svg("path", { d: path, class: s.cls }));
+    }
+  }
+}
+
+function renderTimeline(minutes) {
+  lastTimeline = minutes;
+  const count = (n) => String(Math.round(n * 10) / 10);
+  const total = (key) => minutes.reduce((a, m) => a + m[key], 0);
+  drawChart("chart-sessions", minutes, [
+    { name: "created", kind: "bar", cls: "bar", values: minutes.map((m) => m.sessions) },
+    { name: "completed", kind: "line", cls: "line", values: minutes.map((m) => m.completed) },
+  ], count, true);
+  set("chart-sessions-sub", `${total("sessions")} created, ${total("completed")} completed`);
+  drawChart("chart-stages", minutes, [
+    { name: "p50", kind: "line", cls: "line", values: minutes.map((m) => m.stages[chartStage].p50) },
+    { name: "p95", kind: "line", cls: "line p95", values: minutes.map((m) => m.stages[chartStage].p95) },
+  ], secs);
+  drawChart("chart-errors", minutes, [
+    { name: "errors", kind: "bar", cls: "bar error", values: minutes.map((m) => m.errors) },
+  ], count, true);
+  set("chart-errors-sub", `${total("errors")} error event(s)`);
 }
 
 function render(o) {
@@ -110,12 +184,38 @@ function render(o) {
     return [cell(new Date(parseFloat(r.at) * 1000).toLocaleTimeString()), cell(r.type), cell(details)];
   }), "None.", 3);
 
+  renderTimeline(o.timeline);
   set("status", "updated " + new Date(o.at * 1000).toLocaleTimeString());
+}
+
+async function collectGarbage() {
+  $("gc").disabled = true;
+  set("gc-result", "sweeping and collecting…");
+  try {
+    const response = await fetch("/admin/api/gc", { method: "POST", credentials: "same-origin", cache: "no-store" });
+    const body = await response.json();
+    if (!response.ok) {
+      set("gc-result", body.error ? body.error.message : "error " + response.status);
+      return;
+    }
+    const f = body.freed;
+    set("gc-result", `Freed ${f.keys} orphaned key(s) (${bytes(f.key_bytes)}); Redis used ${bytes(f.redis_bytes)} less; `
+      + `processes gave back ${bytes(f.process_bytes)}. ${body.workers_answered} worker(s) answered.`
+      + (body.note ? " " + body.note : ""));
+  } catch (err) {
+    set("gc-result", "gateway unreachable: " + err.message);
+  } finally {
+    $("gc").disabled = false;
+  }
 }
 
 async function poll() {
   try {
     const response = await fetch("/admin/api/overview", { credentials: "same-origin", cache: "no-store" });
+    if (response.status === 401) {
+      location.assign("/admin/sign-in"); // signed out elsewhere, or the cookie expired
+      return;
+    }
     const body = await response.json();
     if (!response.ok) {
       set("status", body.error ? body.error.message : "error " + response.status);
@@ -128,4 +228,9 @@ async function poll() {
   setTimeout(poll, POLL_MS);
 }
 
+$("gc").addEventListener("click", collectGarbage);
+$("chart-stage").addEventListener("change", (event) => {
+  chartStage = event.target.value;
+  if (lastTimeline) renderTimeline(lastTimeline);
+});
 poll();

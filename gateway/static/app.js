@@ -98,6 +98,21 @@ function chooseVideo(blob, name) {
 
 let recorder = null;
 let stream = null;
+let recordingClock = null;
+
+// "● 0:07" beside Stop while recording: on a phone the preview alone does not say that it records.
+function showRecordingTime(startedAt) {
+  const el = $("rec-time");
+  clearInterval(recordingClock);
+  el.hidden = startedAt === null;
+  if (startedAt === null) return;
+  const tick = () => {
+    const s = Math.floor((Date.now() - startedAt) / 1000);
+    el.textContent = `● ${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+  };
+  tick();
+  recordingClock = setInterval(tick, 500);
+}
 
 async function openCamera() {
   if (!navigator.mediaDevices || !window.MediaRecorder) {
@@ -128,12 +143,14 @@ function startRecording() {
     stream.getTracks().forEach((track) => track.stop());
     $("preview").hidden = true;
     $("stop").hidden = true;
+    showRecordingTime(null);
     $("camera").hidden = false;
     chooseVideo(blob, type.includes("mp4") ? "recording.mp4" : "recording.webm");
   };
   recorder.start(1000);
   $("record").hidden = true;
   $("stop").hidden = false;
+  showRecordingTime(Date.now());
 }
 
 // ---- events -------------------------------------------------------------------------------------
@@ -323,9 +340,10 @@ function renderResult(result) {
     ? `Analysis skipped: ${analysis.reason || "no model configured"}. ${result.frames.length} frames were extracted from a ${result.video.duration_s.toFixed(1)} s video.`
     : `${result.frames.length} frames of a ${result.video.duration_s.toFixed(1)} s video analysed${analysis.model ? ` by ${analysis.model}` : ""}.`;
   for (const room of (inventory && inventory.rooms) || []) {
-    for (const item of room.items) {
+    room.items.forEach((item, i) => {
       const row = document.createElement("tr");
-      if (item.excluded) row.className = "excluded";
+      row.classList.toggle("excluded", Boolean(item.excluded));
+      row.classList.toggle("same-room", i > 0); // phones show the room once, above its first item
       cell(row, room.name);
       cell(row, item.label || (names[item.catalogue_id] || {})[LANG] || item.catalogue_id || "?");
       cell(row, String(item.quantity), "num");
@@ -333,7 +351,7 @@ function renderResult(result) {
       const notes = [item.fragile && "fragile", item.needs_disassembly && "disassembly", item.excluded && "stays"];
       cell(row, notes.filter(Boolean).join(", "));
       body.appendChild(row);
-    }
+    });
   }
   $("total-volume").textContent = `${(inventory ? inventory.total_volume_m3 : 0).toFixed(2)} m³`;
   $("result").hidden = false;

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Request, async_playwright, expect
+from playwright.async_api import Page, Request, async_playwright, expect
 
 from dodolens.runner import Runtime
 from dodolens.settings import Settings
@@ -237,3 +237,68 @@ async def test_the_page_finds_the_same_leading_chunks_as_the_python_client(gatew
         finally:
             await browser.close()
     assert found == expected
+
+
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 3, "is_mobile": True, "has_touch": True}
+"""A 6.1-inch phone held upright, as Chromium emulates one (touch, mobile viewport)."""
+PHONE_SCREENSHOTS = Path("/tmp/dodolens-phone")
+
+
+async def fits_the_screen(page: Page) -> None:
+    """No sideways scrolling, and every button on show is inside the screen and big enough for a finger."""
+    assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE["viewport"]["width"]
+    for button in await page.locator("button:visible, label.button:visible").all():
+        box = await button.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["viewport"]["width"]
+        assert box["height"] >= 44, (await button.text_content(), box)
+
+
+async def test_on_a_phone_the_page_records_uploads_and_shows_the_inventory(analyzing: Runtime) -> None:
+    """At 390x844 with Chromium's fake camera: record, analyse, read the inventory, erase; nothing wider than the
+    screen, every button finger-sized, and the recording says that it records."""
+    PHONE_SCREENSHOTS.mkdir(exist_ok=True)
+    problems: list[str] = []
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            *CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
+        try:
+            page = await (await browser.new_context(**PHONE)).new_page()  # type: ignore[arg-type]
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+            page.on("console", lambda msg: msg.type == "error" and problems.append(msg.text))
+            await page.goto(analyzing.url + "/")
+            await fits_the_screen(page)
+            await page.screenshot(path=str(PHONE_SCREENSHOTS / "1-start.png"))
+
+            await page.click("#camera")
+            await expect(page.locator("#record")).to_be_visible()
+            assert await page.is_visible("#preview")
+            await page.click("#record")
+            await expect(page.locator("#rec-time")).to_have_text(re.compile(r"^● 0:0[1-9]$"), timeout=5_000)
+            await fits_the_screen(page)
+            await page.screenshot(path=str(PHONE_SCREENSHOTS / "2-recording.png"))
+            await page.click("#stop")
+            await expect(page.locator("#chosen")).to_have_text(re.compile(r"^recording\.(webm|mp4) — \d+\.\d MB$"))
+            assert await page.is_hidden("#rec-time") and await page.is_hidden("#preview")
+
+            await page.click("#start")
+            await expect(page.locator("#stage")).to_have_text(re.compile("^(done|failed)$"), timeout=60_000)
+            assert await page.text_content("#stage") == "done", await page.text_content("#error")
+            await page.click("#progress summary")
+            rows = page.locator("#inventory tbody tr")
+            assert await rows.count() > 1
+            await fits_the_screen(page)
+            for row in await rows.all():
+                box = await row.bounding_box()
+                assert box is not None and box["x"] + box["width"] <= PHONE["viewport"]["width"]
+            total = await page.locator("#total-volume").bounding_box()
+            assert total is not None and total["height"] < 30, "the total volume wraps onto two lines"
+            rooms = [await row.locator("td").first.is_visible() for row in await rows.all()]
+            assert rooms[0] and rooms.count(True) < len(rooms), "each item repeats its room"
+            await page.screenshot(path=str(PHONE_SCREENSHOTS / "3-inventory.png"), full_page=True)
+
+            await page.click("#erase")
+            await expect(page.locator("#erased")).to_have_text(re.compile("^Erased"))
+            await fits_the_screen(page)
+            assert problems == []
+        finally:
+            await browser.close()

@@ -27,8 +27,10 @@ async def test_media_of_a_finished_session_is_an_orphan(redis: Redis, stream_cfg
     await create_session(redis, stream_cfg, sid, 10, "video/mp4")
     await append_chunk(redis, stream_cfg, sid, 0, b"0123456789")
     await set_state(redis, stream_cfg, sid, State.DONE)
+    size = await redis.memory_usage(keys.chunks(sid), samples=0)
     report = await sweep_once(redis, stream_cfg)
     assert report.orphans_deleted == [keys.chunks(sid)]
+    assert report.orphan_bytes == size > 10
     assert not await redis.exists(keys.chunks(sid))
     assert await alerts(redis) == ["failed_cleanup"]
     assert any(b"failed_cleanup" in f[b"r"] for _id, f in await redis.xrange(keys.AUDIT))
@@ -50,7 +52,7 @@ async def test_nothing_to_sweep_raises_no_alert(redis: Redis, stream_cfg: Stream
     await create_session(redis, stream_cfg, sid, 10, "video/mp4")
     await append_chunk(redis, stream_cfg, sid, 0, b"0123456789")
     report = await sweep_once(redis, stream_cfg)
-    assert report.orphans_deleted == [] and await alerts(redis) == []
+    assert report.orphans_deleted == [] and report.orphan_bytes == 0 and await alerts(redis) == []
 
 
 @pytest.fixture
