@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gateway.config import GatewayConfig
-from processors.config import WorkerConfig
+from processors.config import WorkerConfig, default_consumer
 from processors.sinks import SinkConfig
 from streams.config import Declared, StreamConfig, declared, from_env, overridden, part, setting
 from streams.crypto import Keyring
@@ -76,7 +76,8 @@ class Settings:
         return replace(self.gateway, stream=stream)
 
     def worker_config(self, stream: StreamConfig) -> WorkerConfig:
-        return replace(self.worker, stream=stream)
+        """A consumer name of its own for each worker: two workers of one process must not share one."""
+        return replace(self.worker, stream=stream, consumer=default_consumer())
 
 
 def _shown(d: Declared) -> str:

@@ -60,3 +60,9 @@ def test_overrides_reach_the_config_that_declares_the_setting() -> None:
 def test_a_secret_never_shows_in_a_repr() -> None:
     settings = Settings().with_overrides(master_secret=bytes(32), api_key="sk-hidden", admin_token="adm-hidden")
     assert "hidden" not in repr(settings) and repr(bytes(32)) not in repr(settings)
+
+
+def test_each_worker_built_from_one_settings_gets_its_own_consumer_name() -> None:
+    settings = Settings()
+    stream = settings.stream_config(settings.keyring())
+    assert settings.worker_config(stream).consumer != settings.worker_config(stream).consumer
