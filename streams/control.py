@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from streams import keys
-from streams.connection import RETRYABLE, Redis
+from streams.connection import RETRYABLE, Redis, as_str, str_fields
 
 log = logging.getLogger("dodolens.control")
 
@@ -35,10 +35,6 @@ GRACE_S = 0.25
 """How long to keep reading answers once the awaited one is in: the other workers answer within milliseconds."""
 
 Handler = Callable[[dict[str, str]], Awaitable[None]]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 async def send_request(r: Redis, action: str) -> str:
@@ -78,7 +74,7 @@ async def read_answers(r: Redis, request_id: str, *, enough: Callable[[list[dict
 
 async def _last_id(r: Redis) -> str:
     rows = await r.xrevrange(keys.CONTROL, count=1)
-    return _text(rows[0][0]) if rows else "0-0"
+    return as_str(rows[0][0]) if rows else "0-0"
 
 
 async def listen(r: Redis, handle: Handler, stop: asyncio.Event, block_ms: int = 1000) -> None:
@@ -94,8 +90,8 @@ async def listen(r: Redis, handle: Handler, stop: asyncio.Event, block_ms: int =
             continue
         for _stream, rows in reply or []:
             for entry_id, fields in rows:
-                last = _text(entry_id)
-                request = {_text(k): _text(v) for k, v in fields.items()}
+                last = as_str(entry_id)
+                request = str_fields(fields)
                 if time.time() - float(request.get("at", 0)) > REQUEST_MAX_AGE_S:
                     continue
                 try:
