@@ -4,11 +4,16 @@ A tus PATCH body starts and ends anywhere, while a session stores fixed-size chu
 chunks go to the session's chunk stream as they fill; the bytes past the last whole chunk (the
 tail) are sealed into ``keys.tus_tail``. Nothing lives in process memory between requests, so
 any gateway can take the next PATCH.
+
+A PATCH with a checksum is staged: its whole chunks are sealed into ``keys.tus_staged`` as they
+fill, and become the session's only once the checksum of the body holds. The gateway never
+holds more than a chunk of it, and a body that fails its checksum leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import secrets
 import time
@@ -16,13 +21,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from streams import keys
-from streams.chunks import append_chunk
+from streams.chunks import KIND, ChunkMissing, append_chunk, append_sealed
 from streams.config import StreamConfig
 from streams.connection import Redis
 from streams.crypto import wipe
 from streams.sessions import decode_hash, expected_length
 
 TAIL_KIND = "tus_tail"
+METADATA_KIND = "tus_metadata"
 LOCK_TTL_MS = 30_000
 
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
@@ -39,7 +45,6 @@ class TusUpload:
     offset: int
     concat: str
     """``""`` for a plain upload, ``"partial"``, or ``"final;<url> <url>..."``."""
-    metadata: str
     expires_at: float
 
     @property
@@ -57,11 +62,16 @@ class TusUpload:
 
 async def create_upload(r: Redis, cfg: StreamConfig, sid: str, length: int, *, concat: str = "",
                         metadata: str = "", offset: int = 0) -> TusUpload:
+    """Record a new upload; its ``Upload-Metadata`` is kept sealed (it may name a file or a person)."""
     expires_at = time.time() + cfg.chunk_ttl_s
-    upload = TusUpload(sid, length, offset, concat, metadata, expires_at)
+    upload = TusUpload(sid, length, offset, concat, expires_at)
+    sealed = ""
+    if metadata:
+        epoch, blob = cfg.keyring.seal(metadata.encode(), sid, METADATA_KIND)
+        sealed = base64.b64encode(epoch.to_bytes(8, "big") + blob).decode()
     async with r.pipeline(transaction=True) as pipe:
         pipe.hset(keys.tus(sid), mapping={"length": length, "offset": offset, "concat": concat,
-                                          "metadata": metadata, "expires_at": expires_at})
+                                          "metadata": sealed, "expires_at": expires_at})
         pipe.expire(keys.tus(sid), cfg.session_ttl_s)
         await pipe.execute()
     return upload
@@ -72,8 +82,15 @@ async def get_upload(r: Redis, sid: str) -> TusUpload | None:
     if not raw:
         return None
     h = decode_hash(raw)
-    return TusUpload(sid, int(h["length"]), int(h["offset"]), h.get("concat", ""), h.get("metadata", ""),
-                     float(h["expires_at"]))
+    return TusUpload(sid, int(h["length"]), int(h["offset"]), h.get("concat", ""), float(h["expires_at"]))
+
+
+async def upload_metadata(r: Redis, cfg: StreamConfig, sid: str) -> str:
+    """The ``Upload-Metadata`` header exactly as the client sent it at creation (``""`` for none)."""
+    sealed = base64.b64decode(await r.hget(keys.tus(sid), "metadata") or b"")
+    if not sealed:
+        return ""
+    return cfg.keyring.open(int.from_bytes(sealed[:8], "big"), sealed[8:], sid, METADATA_KIND).decode()
 
 
 async def load_tail(r: Redis, cfg: StreamConfig, sid: str, offset: int) -> bytearray:
@@ -136,14 +153,18 @@ class ChunkWriter:
 
     ``write`` stores each chunk as soon as it is whole and returns its index; ``save`` records
     whatever is left as the tail. Memory held: one chunk plus the part being written.
+    With ``staged``, whole chunks are sealed aside instead, until ``promote`` makes them the
+    session's (the body checked out) or ``discard`` drops them (it did not).
     """
 
     def __init__(self, r: Redis, cfg: StreamConfig, sid: str, *, size: int, chunk_size: int, offset: int,
-                 tail: bytearray) -> None:
+                 tail: bytearray, staged: bool = False) -> None:
         self.r, self.cfg, self.sid = r, cfg, sid
-        self.size, self.chunk_size = size, chunk_size
+        self.size, self.chunk_size, self.staged = size, chunk_size, staged
         self.base = offset - len(tail)
         self.buffer = tail
+        self.pending: list[tuple[int, int]] = []
+        """(index, length) of the chunks sealed into ``keys.tus_staged`` and not yet the session's."""
 
     @property
     def offset(self) -> int:
@@ -158,12 +179,45 @@ class ChunkWriter:
             want = expected_length(self.size, self.chunk_size, index)
             if len(self.buffer) < want:
                 break
-            new = await append_chunk(self.r, self.cfg, self.sid, index, bytes(self.buffer[:want]))
+            if self.staged:
+                await self._stage(index, self.buffer[:want])
+            else:
+                new = await append_chunk(self.r, self.cfg, self.sid, index, bytes(self.buffer[:want]))
+                await commit(self.r, self.cfg, self.sid, self.base + want, b"")
+                stored.append((index, new is not None))
             self.buffer[:want] = b""
             self.base += want
-            await commit(self.r, self.cfg, self.sid, self.base, b"")
-            stored.append((index, new is not None))
         return stored
+
+    async def _stage(self, index: int, data: bytearray) -> None:
+        epoch, blob = self.cfg.keyring.seal(data, self.sid, KIND, index)
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.tus_staged(self.sid), str(index), epoch.to_bytes(8, "big") + blob)
+            pipe.expire(keys.tus_staged(self.sid), self.cfg.chunk_ttl_s)
+            pipe.pexpire(keys.tus_lock(self.sid), LOCK_TTL_MS)
+            await pipe.execute()
+        self.pending.append((index, len(data)))
+
+    async def promote(self) -> list[tuple[int, bool]]:
+        """Make the staged chunks the session's, one at a time; (index, newly stored) per chunk."""
+        stored: list[tuple[int, bool]] = []
+        for index, length in self.pending:
+            sealed = await self.r.hget(keys.tus_staged(self.sid), str(index))
+            if sealed is None:
+                raise ChunkMissing(f"staged chunk {index} is gone (expired or erased)")
+            received, _event = await append_sealed(self.r, self.cfg, self.sid, index, length,
+                                                   int.from_bytes(sealed[:8], "big"), sealed[8:])
+            await commit(self.r, self.cfg, self.sid, index * self.chunk_size + length, b"")
+            stored.append((index, received is not None))
+        self.pending.clear()
+        await self.r.delete(keys.tus_staged(self.sid))
+        return stored
+
+    async def discard(self) -> None:
+        """Forget everything written since the last save: the upload stays where it was."""
+        self.pending.clear()
+        await self.r.delete(keys.tus_staged(self.sid))
+        wipe(self.buffer)
 
     async def save(self) -> float:
         expires_at = await commit(self.r, self.cfg, self.sid, self.offset, self.buffer)
