@@ -21,10 +21,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from streams import keys
-from streams.chunks import KIND, ChunkMissing, append_chunk, append_sealed
+from streams.chunks import KIND, append_sealed, promote_staged
 from streams.config import StreamConfig
 from streams.connection import Redis
-from streams.crypto import wipe
+from streams.crypto import sealed_size, wipe
 from streams.sessions import decode_hash, expected_length
 
 TAIL_KIND = "tus_tail"
@@ -152,7 +152,8 @@ class ChunkWriter:
     """Turns a byte stream starting at ``offset`` into the session's fixed-size chunks.
 
     ``write`` stores each chunk as soon as it is whole and returns its index; ``save`` records
-    whatever is left as the tail. Memory held: one chunk plus the part being written.
+    whatever is left as the tail. Memory held: one chunk of plaintext, one reused buffer it is
+    sealed into, and the part being written.
     With ``staged``, whole chunks are sealed aside instead, until ``promote`` makes them the
     session's (the body checked out) or ``discard`` drops them (it did not).
     """
@@ -163,8 +164,9 @@ class ChunkWriter:
         self.size, self.chunk_size, self.staged = size, chunk_size, staged
         self.base = offset - len(tail)
         self.buffer = tail
-        self.pending: list[tuple[int, int]] = []
-        """(index, length) of the chunks sealed into ``keys.tus_staged`` and not yet the session's."""
+        self.pending: list[tuple[int, int, int]] = []
+        """(index, length, epoch) of the chunks sealed into ``keys.tus_staged``, not yet the session's."""
+        self._sealed = bytearray()
 
     @property
     def offset(self) -> int:
@@ -179,34 +181,40 @@ class ChunkWriter:
             want = expected_length(self.size, self.chunk_size, index)
             if len(self.buffer) < want:
                 break
+            with memoryview(self.buffer) as view, view[:want] as plain:
+                epoch, sealed = self._seal(index, plain)
             if self.staged:
-                await self._stage(index, self.buffer[:want])
+                await self._stage(index, want, epoch, sealed)
             else:
-                new = await append_chunk(self.r, self.cfg, self.sid, index, bytes(self.buffer[:want]))
+                received, _event = await append_sealed(self.r, self.cfg, self.sid, index, want, epoch, sealed)
                 await commit(self.r, self.cfg, self.sid, self.base + want, b"")
-                stored.append((index, new is not None))
+                stored.append((index, received is not None))
             self.buffer[:want] = b""
             self.base += want
         return stored
 
-    async def _stage(self, index: int, data: bytearray) -> None:
-        epoch, blob = self.cfg.keyring.seal(data, self.sid, KIND, index)
+    def _seal(self, index: int, plain: memoryview) -> tuple[int, memoryview]:
+        """Seal a whole chunk into this writer's one reused buffer (no allocation per chunk)."""
+        if not self._sealed:
+            self._sealed = bytearray(sealed_size(self.chunk_size))
+        out = memoryview(self._sealed)[: sealed_size(len(plain))]
+        epoch, sealing = self.cfg.keyring.sealing(self.sid, KIND, index, out, len(plain))
+        sealing.update(plain)
+        return epoch, sealing.finish()
+
+    async def _stage(self, index: int, length: int, epoch: int, sealed: memoryview) -> None:
         async with self.r.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.tus_staged(self.sid), str(index), epoch.to_bytes(8, "big") + blob)
+            pipe.hset(keys.tus_staged(self.sid), f"c{index}", sealed)
             pipe.expire(keys.tus_staged(self.sid), self.cfg.chunk_ttl_s)
             pipe.pexpire(keys.tus_lock(self.sid), LOCK_TTL_MS)
             await pipe.execute()
-        self.pending.append((index, len(data)))
+        self.pending.append((index, length, epoch))
 
     async def promote(self) -> list[tuple[int, bool]]:
-        """Make the staged chunks the session's, one at a time; (index, newly stored) per chunk."""
+        """Make the staged chunks the session's, one at a time, inside Redis; (index, newly stored) per chunk."""
         stored: list[tuple[int, bool]] = []
-        for index, length in self.pending:
-            sealed = await self.r.hget(keys.tus_staged(self.sid), str(index))
-            if sealed is None:
-                raise ChunkMissing(f"staged chunk {index} is gone (expired or erased)")
-            received, _event = await append_sealed(self.r, self.cfg, self.sid, index, length,
-                                                   int.from_bytes(sealed[:8], "big"), sealed[8:])
+        for index, length, epoch in self.pending:
+            received = await promote_staged(self.r, self.cfg, self.sid, keys.tus_staged(self.sid), index, length, epoch)
             await commit(self.r, self.cfg, self.sid, index * self.chunk_size + length, b"")
             stored.append((index, received is not None))
         self.pending.clear()
