@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -29,13 +29,19 @@ def _secret(env: Mapping[str, str]) -> bytes | None:
     raw = env.get("DODOLENS_MASTER_SECRET", "")
     path = env.get("DODOLENS_MASTER_SECRET_FILE", "")
     if not raw and path:
-        raw = Path(path).read_text().strip()
+        try:
+            raw = Path(path).read_text().strip()
+        except OSError as exc:
+            raise SettingsError(f"cannot read DODOLENS_MASTER_SECRET_FILE {path}: {exc.strerror}") from None
     if not raw:
         return None
     try:
         secret = bytes.fromhex(raw)
     except ValueError:
-        secret = base64.b64decode(raw + "=" * (-len(raw) % 4))
+        try:
+            secret = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
+        except ValueError:
+            raise SettingsError("DODOLENS_MASTER_SECRET is neither hex nor base64") from None
     if len(secret) < 32:
         raise SettingsError("DODOLENS_MASTER_SECRET must hold at least 32 bytes (64 hex characters)")
     return secret
@@ -84,10 +90,21 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
         d = cls()
+        last = [""]
 
         def get(name: str, default: object) -> str:
-            return env.get(f"DODOLENS_{name}", str(default))
+            last[0] = f"DODOLENS_{name}"
+            return env.get(last[0], str(default))
 
+        try:
+            return cls._read(env, d, get)
+        except ValueError as exc:
+            if isinstance(exc, SettingsError):
+                raise
+            raise SettingsError(f"{last[0]}={env.get(last[0], '')!r} is not a number") from None
+
+    @classmethod
+    def _read(cls, env: Mapping[str, str], d: "Settings", get: Callable[[str, object], str]) -> "Settings":
         return cls(
             redis_url=env.get("REDIS_URL") or None,
             redis_cluster=_bool(get("REDIS_CLUSTER", "0")),
