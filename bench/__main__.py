@@ -10,11 +10,11 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import clips, extraction, fanout, ingest, memory, pipeline, scaleout, tus_checksum
+from bench import cli, clips, extraction, fanout, ingest, memory, pipeline, scaleout, tus_checksum
 from bench.harness import ROOT, Goal, load_average
 from bench.report import render
 
-ORDER = ("extraction", "memory", "ingest", "latency", "fanout", "scaleout", "progressive", "load", "tus_checksum")
+ORDER = ("extraction", "memory", "ingest", "latency", "fanout", "scaleout", "progressive", "load", "tus_checksum", "cli_help", "analyze_process")
 
 
 def _latency_pair() -> Callable[[], list[Goal]]:
@@ -49,9 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         "progressive": lambda: pair()[1],
         "load": pipeline.load,
         "tus_checksum": tus_checksum.run,
+        "cli_help": cli.help_goal,
+        "analyze_process": lambda: cli.analyze_goal(clips.reference()),
     }
     started, began, load_before = datetime.now(timezone.utc), time.monotonic(), load_average()
-    if any(name not in ("fanout", "load", "tus_checksum") for name in wanted):
+    if any(name not in ("fanout", "load", "tus_checksum", "cli_help", "analyze_process") for name in wanted):
         print("encoding the 60 s 1080p reference clip...", file=sys.stderr, flush=True)
         clips.reference()
     goals = []

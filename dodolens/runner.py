@@ -7,8 +7,8 @@ import contextlib
 import logging
 import socket
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import openai
 import uvicorn
 
 from dodolens.settings import Settings
@@ -32,6 +32,9 @@ from streams.connection import (
 )
 from streams.embedded import EmbeddedRedis, free_port
 from streams.events import EventHook, add_event_hook, remove_event_hook
+
+if TYPE_CHECKING:
+    import openai
 
 log = logging.getLogger("dodolens")
 
@@ -161,6 +164,8 @@ class Runtime:
         self.stop_event.set()
         if self.server:
             self.server.should_exit = True
+        if self.workers and self.tasks:
+            self.tasks[0].cancel()  # its jobs are cancelled either way; this spares the wait for a blocked read
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.gather(*self.tasks, return_exceptions=True), 10)
         for task in self.tasks:
