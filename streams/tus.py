@@ -24,7 +24,7 @@ from streams import keys
 from streams.chunks import KIND, append_sealed, promote_staged
 from streams.config import StreamConfig
 from streams.connection import Redis
-from streams.crypto import sealed_size, wipe
+from streams.crypto import Sealing, sealed_size, wipe
 from streams.sessions import decode_hash, expected_length
 
 TAIL_KIND = "tus_tail"
@@ -151,9 +151,9 @@ async def discard(r: Redis, sid: str) -> None:
 class ChunkWriter:
     """Turns a byte stream starting at ``offset`` into the session's fixed-size chunks.
 
-    ``write`` stores each chunk as soon as it is whole and returns its index; ``save`` records
-    whatever is left as the tail. Memory held: one chunk of plaintext, one reused buffer it is
-    sealed into, and the part being written.
+    Each chunk is sealed part by part as the bytes arrive, into one buffer the writer reuses, and
+    stored as soon as it is whole (``write`` returns its index); ``save`` records the bytes past the
+    last whole chunk as the tail. No plaintext is held beyond the part being written.
     With ``staged``, whole chunks are sealed aside instead, until ``promote`` makes them the
     session's (the body checked out) or ``discard`` drops them (it did not).
     """
@@ -163,52 +163,58 @@ class ChunkWriter:
         self.r, self.cfg, self.sid = r, cfg, sid
         self.size, self.chunk_size, self.staged = size, chunk_size, staged
         self.base = offset - len(tail)
-        self.buffer = tail
+        """Where the chunk being sealed starts."""
         self.pending: list[tuple[int, int, int]] = []
         """(index, length, epoch) of the chunks sealed into ``keys.tus_staged``, not yet the session's."""
-        self._sealed = bytearray()
+        self._out = bytearray()
+        self._sealing: Sealing | None = None
+        self._epoch = 0
+        if tail:
+            self._current().update(tail)
+            wipe(tail)
 
     @property
     def offset(self) -> int:
-        return self.base + len(self.buffer)
+        return self.base + (self._sealing.sealed if self._sealing else 0)
+
+    def _current(self) -> Sealing:
+        """The sealing of the chunk at ``base``, begun on its first byte."""
+        if self._sealing is None:
+            if not self._out:
+                self._out = bytearray(sealed_size(self.chunk_size))
+            index = self.base // self.chunk_size
+            want = expected_length(self.size, self.chunk_size, index)
+            out = memoryview(self._out)[: sealed_size(want)]
+            self._epoch, self._sealing = self.cfg.keyring.sealing(self.sid, KIND, index, out, want)
+        return self._sealing
 
     async def write(self, data: bytes | bytearray | memoryview) -> list[tuple[int, bool]]:
         """Append ``data`` (the caller keeps it within ``size``); (index, newly stored) per chunk."""
-        self.buffer += data
         stored: list[tuple[int, bool]] = []
-        while self.base < self.size:
-            index = self.base // self.chunk_size
-            want = expected_length(self.size, self.chunk_size, index)
-            if len(self.buffer) < want:
-                break
-            with memoryview(self.buffer) as view, view[:want] as plain:
-                epoch, sealed = self._seal(index, plain)
-            if self.staged:
-                await self._stage(index, want, epoch, sealed)
-            else:
-                received, _event = await append_sealed(self.r, self.cfg, self.sid, index, want, epoch, sealed)
-                await commit(self.r, self.cfg, self.sid, self.base + want, b"")
-                stored.append((index, received is not None))
-            self.buffer[:want] = b""
-            self.base += want
+        with memoryview(data) as view:
+            while view:
+                sealing = self._current()
+                room = sealing.length - sealing.sealed
+                sealing.update(view[:room])
+                view = view[room:]
+                if sealing.sealed == sealing.length:
+                    stored += await self._store(self.base // self.chunk_size, sealing.length, sealing.finish())
         return stored
 
-    def _seal(self, index: int, plain: memoryview) -> tuple[int, memoryview]:
-        """Seal a whole chunk into this writer's one reused buffer (no allocation per chunk)."""
-        if not self._sealed:
-            self._sealed = bytearray(sealed_size(self.chunk_size))
-        out = memoryview(self._sealed)[: sealed_size(len(plain))]
-        epoch, sealing = self.cfg.keyring.sealing(self.sid, KIND, index, out, len(plain))
-        sealing.update(plain)
-        return epoch, sealing.finish()
-
-    async def _stage(self, index: int, length: int, epoch: int, sealed: memoryview) -> None:
-        async with self.r.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.tus_staged(self.sid), f"c{index}", sealed)
-            pipe.expire(keys.tus_staged(self.sid), self.cfg.chunk_ttl_s)
-            pipe.pexpire(keys.tus_lock(self.sid), LOCK_TTL_MS)
-            await pipe.execute()
-        self.pending.append((index, length, epoch))
+    async def _store(self, index: int, length: int, sealed: memoryview) -> list[tuple[int, bool]]:
+        self._sealing = None
+        self.base += length
+        if self.staged:
+            async with self.r.pipeline(transaction=True) as pipe:
+                pipe.hset(keys.tus_staged(self.sid), f"c{index}", sealed)
+                pipe.expire(keys.tus_staged(self.sid), self.cfg.chunk_ttl_s)
+                pipe.pexpire(keys.tus_lock(self.sid), LOCK_TTL_MS)
+                await pipe.execute()
+            self.pending.append((index, length, self._epoch))
+            return []
+        received, _event = await append_sealed(self.r, self.cfg, self.sid, index, length, self._epoch, sealed)
+        await commit(self.r, self.cfg, self.sid, self.base, b"")
+        return [(index, received is not None)]
 
     async def promote(self) -> list[tuple[int, bool]]:
         """Make the staged chunks the session's, one at a time, inside Redis; (index, newly stored) per chunk."""
@@ -224,10 +230,13 @@ class ChunkWriter:
     async def discard(self) -> None:
         """Forget everything written since the last save: the upload stays where it was."""
         self.pending.clear()
+        self._sealing = None
         await self.r.delete(keys.tus_staged(self.sid))
-        wipe(self.buffer)
 
     async def save(self) -> float:
-        expires_at = await commit(self.r, self.cfg, self.sid, self.offset, self.buffer)
-        wipe(self.buffer)
-        return expires_at
+        """Record the offset, with the bytes past the last whole chunk as the sealed tail."""
+        tail = self._sealing.opened() if self._sealing else bytearray()
+        try:
+            return await commit(self.r, self.cfg, self.sid, self.offset, tail)
+        finally:
+            wipe(tail)
