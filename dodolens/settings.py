@@ -85,6 +85,7 @@ class Settings:
     ws_ping_interval_s: float = 20.0
     session_check_interval_s: float = 5.0
     admin_token: str | None = field(default=None, repr=False)
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -140,6 +141,7 @@ class Settings:
             analytics_days=int(get("ANALYTICS_DAYS", d.analytics_days)),
             audit_days=int(get("AUDIT_DAYS", d.audit_days)),
             admin_token=env.get("DODOLENS_ADMIN_TOKEN") or None,
+            cors_origins=tuple(o.strip() for o in get("CORS_ORIGINS", "").split(",") if o.strip()),
         )
 
     def with_overrides(self, **changes: object) -> "Settings":
@@ -163,7 +165,7 @@ class Settings:
     def gateway_config(self, stream: StreamConfig) -> GatewayConfig:
         return GatewayConfig(stream=stream, token_ttl_s=self.token_ttl_s, max_sessions=self.max_sessions,
                              admin_token=self.admin_token, ws_ping_interval_s=self.ws_ping_interval_s,
-                             session_check_interval_s=self.session_check_interval_s)
+                             session_check_interval_s=self.session_check_interval_s, cors_origins=self.cors_origins)
 
     def worker_config(self, stream: StreamConfig) -> WorkerConfig:
         return WorkerConfig(

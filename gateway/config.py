@@ -26,3 +26,5 @@ class GatewayConfig:
     admin_token: str | None = None
     ws_ping_interval_s: float = 20.0
     session_check_interval_s: float = 5.0
+    cors_origins: tuple[str, ...] = ()
+    """Web origins whose pages may call the API (a browser tus client such as Uppy on another site)."""

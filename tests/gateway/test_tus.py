@@ -17,7 +17,10 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 import orjson
 import pytest
-import requests
+from playwright.async_api import async_playwright
+from starlette.applications import Starlette
+from starlette.responses import FileResponse, HTMLResponse
+from starlette.routing import Route
 from tusclient.client import TusClient
 from tusclient.uploader import Uploader
 from websockets.asyncio.client import connect as ws_connect
@@ -30,6 +33,8 @@ from streams.chunks import iter_chunks
 from streams.events import history
 from streams.lifecycle import fail_session
 from streams.sessions import get_meta
+from tests.gateway.test_page import CHROMIUM_ARGS
+from tests.support.fake_openai import LocalServer
 from tests.support.videos import make_video
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -347,6 +352,43 @@ async def test_tus_js_client_as_its_readme_shows_uploads_a_video_that_is_analyse
     assert sorted(chunks) == list(range(-(-len(video) // runtime.stream.chunk_size)))  # type: ignore[union-attr]
     result = events[-1]["data"]["result"]
     assert result["video"]["size_bytes"] == len(video) and result["video"]["duration_s"] == pytest.approx(4, abs=0.2)
+
+
+async def test_tus_js_client_in_a_browser_on_another_origin_uploads_when_that_origin_is_allowed(
+        settings: Settings) -> None:
+    video = make_video(duration=2, width=320, height=240, noise=3)
+    site = Starlette(routes=[
+        Route("/", lambda _r: HTMLResponse("<!doctype html><script src='/tus.js'></script>")),
+        Route("/tus.js", lambda _r: FileResponse(CLIENTS / "node_modules" / "tus-js-client" / "dist" / "tus.min.js")),
+    ])
+    async with LocalServer(site) as web:
+        rt = await Runtime(settings.with_overrides(cors_origins=(web.url,)), workers=False).start()
+        try:
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+                page = await browser.new_page()
+                await page.goto(web.url)
+                url = await page.evaluate("""async ([endpoint, encoded]) => {
+                    const file = new Blob([Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0))], {type: 'video/mp4'})
+                    return await new Promise((resolve, reject) => {
+                      const upload = new tus.Upload(file, {
+                        endpoint, retryDelays: [0, 1000], chunkSize: 100000,
+                        metadata: {filename: 'tour.mp4', filetype: 'video/mp4'},
+                        onError: (error) => reject(String(error)),
+                        onSuccess: () => resolve(upload.url),
+                      })
+                      upload.start()
+                    })
+                }""", [f"{rt.url}/files/", base64.b64encode(video).decode()])
+                await browser.close()
+            assert await stored_bytes(rt, sid_of(url)) == video
+            assert sid_of(url) in await queued_jobs(rt)
+            async with httpx.AsyncClient(base_url=rt.url) as http:
+                stranger = await http.options("/files/", headers={"Origin": "http://elsewhere.example",
+                                                                  "Access-Control-Request-Method": "POST"})
+            assert "access-control-allow-origin" not in stranger.headers
+        finally:
+            await rt.stop()
 
 
 async def test_a_failed_session_takes_no_more_bytes(gateway: Runtime, http: httpx.AsyncClient) -> None:
