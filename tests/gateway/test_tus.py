@@ -354,6 +354,19 @@ async def test_tus_js_client_as_its_readme_shows_uploads_a_video_that_is_analyse
     assert result["video"]["size_bytes"] == len(video) and result["video"]["duration_s"] == pytest.approx(4, abs=0.2)
 
 
+async def test_tus_js_client_parallel_uploads_are_concatenated_by_the_server(gateway: Runtime) -> None:
+    data = os.urandom(900_001)
+    node = await asyncio.create_subprocess_exec(
+        "node", str(CLIENTS / "upload.mjs"), f"{gateway.url}/files/", str(100_000), "3",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(node.communicate(data), 60)
+    assert node.returncode == 0, (out, err)
+    sid = sid_of(out.decode().split()[-1])
+    assert await stored_bytes(gateway, sid) == data  # three partial uploads, then one final: "final;<url> <url> <url>"
+    assert sid in await queued_jobs(gateway)
+    assert len(await gateway.redis.keys(keys.tus("*"))) == 1  # type: ignore[union-attr]  # the partials are gone
+
+
 async def test_tus_js_client_in_a_browser_on_another_origin_uploads_when_that_origin_is_allowed(
         settings: Settings) -> None:
     video = make_video(duration=2, width=320, height=240, noise=3)
