@@ -10,12 +10,12 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import clips, coverage, extraction, fanout, ingest, memory, pipeline, scaleout
+from bench import cli, clips, coverage, extraction, fanout, ingest, memory, pipeline, scaleout, tus_checksum
 from bench.harness import ROOT, Goal, load_average
 from bench.report import render
 
 ORDER = ("extraction", "memory", "ingest", "latency", "fanout", "scaleout", "progressive", "load", "coverage", "selection",
-         "8k")
+         "8k", "tus_checksum", "cli_help", "analyze_process")
 
 
 def _latency_pair() -> Callable[[], list[Goal]]:
@@ -52,9 +52,13 @@ def main(argv: list[str] | None = None) -> int:
         "coverage": coverage.run,
         "selection": coverage.run_selection,
         "8k": coverage.run_8k,
+        "tus_checksum": tus_checksum.run,
+        "cli_help": cli.help_goal,
+        "analyze_process": lambda: cli.analyze_goal(clips.reference()),
     }
     started, began, load_before = datetime.now(timezone.utc), time.monotonic(), load_average()
-    if any(name not in ("fanout", "load", "coverage", "selection", "8k") for name in wanted):
+    if any(name not in ("fanout", "load", "coverage", "selection", "8k", "tus_checksum", "cli_help", "analyze_process")
+           for name in wanted):
         print("encoding the 60 s 1080p reference clip...", file=sys.stderr, flush=True)
         clips.reference()
     goals = []

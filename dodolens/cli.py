@@ -1,127 +1,45 @@
-"""The ``dodolens`` command: analyze a video end to end, serve, run workers, erase."""
+"""The ``dodolens`` command: one table of subcommands, each defined by its own module.
+
+Only the module of the subcommand being run is imported (its arguments included), so ``dodolens
+--help`` loads no pipeline code and starts at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
-import mimetypes
-import mmap
-import os
-import signal
 import sys
 from collections.abc import Coroutine
+from importlib import import_module
 from typing import Any
 
-import orjson
-from rich.console import Console
-from rich.table import Table
-
-from dodolens import ops, upload
-from dodolens.client import analyze_bytes
-from dodolens.runner import Runtime
-from dodolens.settings import Settings, SettingsError
-from schemas.catalogue import lookup
-from streams.threads import in_thread
-
-console = Console(stderr=True)
-
-
-def print_event(event: dict[str, Any]) -> None:
-    data = {k: v for k, v in event.get("data", {}).items() if k != "result"}
-    console.print(f"[dim]{event.get('timestamp', '')[11:23]}[/] [bold]{event['type']}[/] {orjson.dumps(data).decode()[:160]}")
+COMMANDS: dict[str, tuple[str, str]] = {
+    "analyze": ("dodolens.commands", "analyze a video end to end in this process (embedded Redis unless REDIS_URL)"),
+    "up": ("dodolens.commands", "serve gateway + workers"),
+    "gateway": ("dodolens.commands", "serve the gateway only"),
+    "worker": ("dodolens.commands", "run decoder and analyzer workers only"),
+    "erase": ("dodolens.commands", "erase a session everywhere (GDPR art. 17)"),
+    "upload": ("dodolens.upload", "upload a video to a running gateway (resumable) and show its inventory"),
+    "lag": ("dodolens.ops", "consumer-group lag and status (OK / WARN / STALLED)"),
+    "replay": ("dodolens.ops", "anonymized events of a time window, validated, as JSONL"),
+    "report": ("dodolens.ops", "performance, cost and compliance over a day, week or month"),
+}
+"""Subcommand -> (module, help). The module defines ``add_arguments(command, parser)`` and
+``HANDLERS[command]``, an ``async (args, settings) -> exit status``."""
 
 
-def inventory_table(result: dict[str, Any]) -> Table:
-    table = Table(title=f"Inventory — {result['video']['duration_s']:.1f} s video, {len(result['frames'])} frames")
-    for column in ("room", "item", "qty", "m³"):
-        table.add_column(column, justify="right" if column in ("qty", "m³") else "left")
-    inventory = result.get("inventory")
-    if not inventory:
-        table.caption = f"analysis skipped: {result['analysis'].get('reason')}"
-        return table
-    for room in inventory["rooms"]:
-        for item in room["items"]:
-            volume = item.get("volume_m3", 0) * item.get("quantity", 1)
-            label = item.get("label") or (lookup(item["catalogue_id"]).label("en") if item.get("catalogue_id") else "?")
-            table.add_row(room["name"], label + (" (stays)" if item.get("excluded") else ""), str(item.get("quantity", 1)), f"{volume:.2f}")
-    table.caption = f"total {inventory['total_volume_m3']:.2f} m³ in {inventory['total_items']} items"
-    return table
-
-
-async def analyze(args: argparse.Namespace, settings: Settings) -> int:
-    if args.video:
-        content_type = mimetypes.guess_type(args.video)[0] or "application/octet-stream"
-        with open(args.video, "rb") as file:
-            if os.fstat(file.fileno()).st_size == 0:
-                raise SettingsError(f"{args.video} is empty")
-            with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                return await analyze_video(args, settings, mapped, content_type)
-    from dodolens.sample import sample_video
-
-    console.print("[dim]no VIDEO given: using a generated 12 s sample home tour[/]")
-    return await analyze_video(args, settings, await in_thread(sample_video), "video/mp4")
-
-
-async def analyze_video(args: argparse.Namespace, settings: Settings, data: bytes | mmap.mmap, content_type: str) -> int:
-    """Run the pipeline in-process on ``data`` (a file is memory-mapped, never read whole)."""
-    async with Runtime(settings) as runtime:
-        outcome = await analyze_bytes(runtime.url, data, content_type=content_type,
-                                      on_event=None if args.json else print_event)
-    if args.json:
-        sys.stdout.write(orjson.dumps({"session_id": outcome.session_id, "events": [e["type"] for e in outcome.events],
-                                       "result": outcome.result, "error": outcome.error}, option=orjson.OPT_INDENT_2).decode() + "\n")
-    elif outcome.result:
-        Console().print(inventory_table(outcome.result))
-    if outcome.error:
-        console.print(f"[red]error[/] {outcome.error.get('code')}: {outcome.error.get('message')}")
-        return 1
-    return 0
-
-
-async def serve(args: argparse.Namespace, settings: Settings, *, gateway: bool, workers: bool) -> int:
-    if not settings.master_secret and settings.redis_url and not (gateway and workers):
-        raise SettingsError("separate gateway and worker processes must share DODOLENS_MASTER_SECRET")
-    runtime = Runtime(settings, gateway=gateway, workers=workers, host=getattr(args, "host", "127.0.0.1"),
-                      port=getattr(args, "port", 0))
-    await runtime.start()
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    if gateway:
-        console.print(f"DodoLens gateway on {runtime.url} (redis {'embedded' if runtime.embedded else 'external'})")
-    if workers:
-        console.print("DodoLens workers running (decoders, analyzers)")
-    waiter = asyncio.create_task(runtime.wait())
-    await asyncio.wait({waiter, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
-    await runtime.stop()
-    return 0
-
-
-async def erase(args: argparse.Namespace, settings: Settings) -> int:
-    from dodolens.admin import erase_everywhere
-
-    receipt = await erase_everywhere(settings, args.session_id)
-    sys.stdout.write(orjson.dumps(receipt, option=orjson.OPT_INDENT_2).decode() + "\n")
-    return 0
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dodolens", description="Ephemeral video analysis: video in, moving inventory out.")
-    sub = p.add_subparsers(dest="command", required=True)
-    a = sub.add_parser("analyze", help="analyze a video end to end in this process (embedded Redis unless REDIS_URL)")
-    a.add_argument("video", nargs="?", help="video file; a generated sample when omitted")
-    a.add_argument("--json", action="store_true", help="print the outcome as JSON")
-    for name, text in (("up", "serve gateway + workers"), ("gateway", "serve the gateway only")):
-        s = sub.add_parser(name, help=text)
-        s.add_argument("--host", default="127.0.0.1")
-        s.add_argument("--port", type=int, default=8000)
-    sub.add_parser("worker", help="run decoder and analyzer workers only")
-    e = sub.add_parser("erase", help="erase a session everywhere (GDPR art. 17)")
-    e.add_argument("session_id")
-    upload.add_parser(sub)
-    ops.add_parsers(sub)
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s own arguments are loaded (from its module)."""
+    p = argparse.ArgumentParser(prog="dodolens", description="Ephemeral video analysis: video in, moving inventory out.",
+                                epilog="exit statuses: 0 done, 1 failed, 2 bad usage, 66 input file unreadable, "
+                                       "68 no Redis configured or found, 69 Redis unreachable, 71 system error, "
+                                       "72 redis-server missing, 78 bad setting")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
+    for name, (module, text) in COMMANDS.items():
+        s = sub.add_parser(name, help=text, description=text)
+        if name == command:
+            import_module(module).add_arguments(name, s)
     return p
 
 
@@ -136,24 +54,27 @@ def run(main: Coroutine[Any, Any, int]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = next((word for word in argv if not word.startswith("-")), None)
+    args = parser(chosen if chosen in COMMANDS else None).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    module = import_module(COMMANDS[args.command][0])
     try:
-        settings = Settings.from_env()
-        if args.command == "analyze":
-            return run(analyze(args, settings))
-        if args.command in ("up", "gateway", "worker"):
-            return run(serve(args, settings, gateway=args.command != "worker", workers=args.command != "gateway"))
-        if args.command == "erase":
-            return run(erase(args, settings))
-        if args.command == "upload":
-            return upload.main(args)
-        if args.command in ops.COMMANDS:
-            return run(ops.COMMANDS[args.command](args, settings))
-    except (SettingsError, OSError) as exc:
-        console.print(f"[red]dodolens:[/] {exc}")
-        return 2
-    return 2
+        from dodolens.settings import Settings
+
+        return run(module.HANDLERS[args.command](args, Settings.from_env()))
+    except KeyboardInterrupt:
+        print(f"\n{getattr(module, 'INTERRUPTED', 'interrupted')}", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        from dodolens.failures import failure_of
+
+        failure = failure_of(exc)
+        if failure is None:
+            raise
+        status, message = failure
+        print(f"dodolens {args.command}: {message}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

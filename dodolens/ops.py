@@ -1,7 +1,8 @@
 """The operators' and analysts' commands: ``dodolens lag``, ``replay`` and ``report``.
 
-They talk to the Redis that DodoLens runs on (``REDIS_URL``); the work is done in ``streams``,
-this module only reads options and prints (rich tables for people, JSON for scripts).
+They talk to the Redis that DodoLens runs on (``REDIS_URL``, else that of a running ``dodolens up``:
+``dodolens.local``); the work is done in ``streams``, this module only reads options and prints
+(rich tables for people, JSON for scripts).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from dodolens.settings import Settings, SettingsError
+from dodolens.local import with_local_up
+from dodolens.settings import Settings
 from schemas.events import EventType
 from streams.connection import Redis, connect
 from streams.lag import STALL_AFTER_S, GroupSample, LagTracker, Status, Verdict, as_dict, read_samples
@@ -31,10 +33,9 @@ STATUS_STYLE = {Status.OK: "green", Status.WARN: "yellow", Status.STALLED: "bold
 
 
 @contextlib.asynccontextmanager
-async def redis_of(settings: Settings) -> AsyncIterator[Redis]:
-    if not settings.redis_url:
-        raise SettingsError("this command needs REDIS_URL: the Redis that DodoLens runs on")
-    r = connect(settings.redis_url, cluster=settings.redis_cluster)
+async def redis_of(settings: Settings, command: str) -> AsyncIterator[Redis]:
+    settings = with_local_up(settings, command)
+    r = connect(settings.redis_url or "", cluster=settings.redis_cluster)
     try:
         yield r
     finally:
@@ -48,27 +49,28 @@ def _moment(text: str) -> datetime:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def add_parsers(sub: Any) -> None:
-    """The ``lag``, ``replay`` and ``report`` subcommands, added to the ``dodolens`` parser."""
-    lag = sub.add_parser("lag", help="consumer-group lag and status (OK / WARN / STALLED)")
-    lag.add_argument("--json", action="store_true", help="print JSON (one document per refresh with --watch)")
-    lag.add_argument("--watch", action="store_true", help="refresh until interrupted")
-    lag.add_argument("--interval", type=float, default=2.0, help="seconds between samples (default 2)")
-    lag.add_argument("--samples", type=int, default=3, help="samples judged without --watch (default 3)")
-    lag.add_argument("--window", type=int, default=20, help="samples judged with --watch (default 20)")
-    lag.add_argument("--stall-after", type=float, default=STALL_AFTER_S, metavar="SECONDS",
-                     help=f"nothing read for this long with a backlog is STALLED, not WARN (default {STALL_AFTER_S:.0f})")
-    lag.add_argument("--count", type=int, default=0, help="with --watch: stop after this many refreshes")
-    rep = sub.add_parser("replay", help="anonymized events of a time window, validated, as JSONL")
-    rep.add_argument("--since", type=_moment, help="ISO-8601 or relative (2h, 7d); default: the oldest kept")
-    rep.add_argument("--until", type=_moment, help="ISO-8601 or relative; default: now")
-    rep.add_argument("--type", action="append", choices=[t.value for t in EventType], help="keep this type (repeatable)")
-    where = rep.add_mutually_exclusive_group()
-    where.add_argument("--out", help="write JSONL to this file instead of stdout")
-    where.add_argument("--publish", metavar="STREAM", help="re-publish into this Redis stream instead")
-    report = sub.add_parser("report", help="performance, cost and compliance over a day, week or month")
-    report.add_argument("period", choices=list(PERIODS))
-    report.add_argument("--json", action="store_true")
+def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``lag``, ``replay`` or ``report``."""
+    if command == "lag":
+        parser.add_argument("--json", action="store_true", help="print JSON (one document per refresh with --watch)")
+        parser.add_argument("--watch", action="store_true", help="refresh until interrupted")
+        parser.add_argument("--interval", type=float, default=2.0, help="seconds between samples (default 2)")
+        parser.add_argument("--samples", type=int, default=3, help="samples judged without --watch (default 3)")
+        parser.add_argument("--window", type=int, default=20, help="samples judged with --watch (default 20)")
+        parser.add_argument("--stall-after", type=float, default=STALL_AFTER_S, metavar="SECONDS",
+                            help=f"nothing read for this long with a backlog is STALLED, not WARN (default {STALL_AFTER_S:.0f})")
+        parser.add_argument("--count", type=int, default=0, help="with --watch: stop after this many refreshes")
+    elif command == "replay":
+        parser.add_argument("--since", type=_moment, help="ISO-8601 or relative (2h, 7d); default: the oldest kept")
+        parser.add_argument("--until", type=_moment, help="ISO-8601 or relative; default: now")
+        parser.add_argument("--type", action="append", choices=[t.value for t in EventType],
+                            help="keep this type (repeatable)")
+        where = parser.add_mutually_exclusive_group()
+        where.add_argument("--out", help="write JSONL to this file instead of stdout")
+        where.add_argument("--publish", metavar="STREAM", help="re-publish into this Redis stream instead")
+    elif command == "report":
+        parser.add_argument("period", choices=list(PERIODS))
+        parser.add_argument("--json", action="store_true")
 
 
 def stdout_console() -> Console:
@@ -98,7 +100,7 @@ async def lag(args: argparse.Namespace, settings: Settings) -> int:
     """Exit status 1 when a group is STALLED, so the command doubles as a check."""
     tracker = LagTracker(window=args.window if args.watch else max(1, args.samples), min_interval_s=0.0,
                          stall_after_s=args.stall_after)
-    async with redis_of(settings) as r:
+    async with redis_of(settings, "lag") as r:
         if not args.watch:
             for i in range(max(1, args.samples)):
                 if i:
@@ -137,7 +139,7 @@ async def watch(r: Redis, tracker: LagTracker, args: argparse.Namespace) -> int:
 
 async def replay_command(args: argparse.Namespace, settings: Settings) -> int:
     """Exit status 1 when some records failed validation (they are listed on stderr, not written)."""
-    async with redis_of(settings) as r:
+    async with redis_of(settings, "replay") as r:
         with contextlib.ExitStack() as stack:
             if args.publish:
                 try:
@@ -205,7 +207,7 @@ def report_tables(rep: dict[str, Any]) -> list[Table]:
 
 
 async def report_command(args: argparse.Namespace, settings: Settings) -> int:
-    async with redis_of(settings) as r:
+    async with redis_of(settings, "report") as r:
         rep = await build_report(r, args.period)
     if args.json:
         sys.stdout.write(orjson.dumps(rep, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -217,4 +219,4 @@ async def report_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-COMMANDS = {"lag": lag, "replay": replay_command, "report": report_command}
+HANDLERS = {"lag": lag, "replay": replay_command, "report": report_command}

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import openai
 import uvicorn
 
 from dodolens.settings import Settings
@@ -33,6 +34,9 @@ from streams.connection import (
 from streams.embedded import EmbeddedRedis, free_port
 from streams.events import EventHook, add_event_hook, remove_event_hook
 from streams.threads import in_thread
+
+if TYPE_CHECKING:
+    import openai
 
 log = logging.getLogger("dodolens")
 
@@ -70,6 +74,16 @@ async def _run_groups(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sink
     )
 
 
+def check_can_listen(host: str, port: int) -> None:
+    """Refuse before starting anything when the gateway's address is taken (one clear error)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
 @dataclass
 class Runtime:
     """What one ``dodolens`` process runs; ``url`` is the gateway's address once started."""
@@ -96,6 +110,8 @@ class Runtime:
 
     async def start(self) -> "Runtime":
         s = self.settings
+        if self.gateway and self.port:
+            check_can_listen(self.host, self.port)
         if s.redis_url:
             self.redis_url = s.redis_url
         else:
@@ -123,8 +139,8 @@ class Runtime:
             self.tasks.append(asyncio.create_task(self.server.serve()))
             while not self.server.started:
                 if self.tasks[-1].done():
-                    self.tasks[-1].result()
-                    raise RuntimeError(f"the gateway could not listen on {self.host}:{self.port}")
+                    await self.stop()  # uvicorn exits (SystemExit) when it cannot listen: stop the rest too
+                    raise OSError(f"the gateway could not listen on {self.host}:{self.port}")
                 await asyncio.sleep(0.02)
         return self
 
@@ -141,6 +157,8 @@ class Runtime:
         self.stop_event.set()
         if self.server:
             self.server.should_exit = True
+        if self.workers and self.tasks:
+            self.tasks[0].cancel()  # its jobs are cancelled either way; this spares the wait for a blocked read
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.gather(*self.tasks, return_exceptions=True), 10)
         for task in self.tasks:

@@ -18,12 +18,8 @@ from pathlib import Path
 from gateway.config import GatewayConfig
 from processors.config import WorkerConfig, default_consumer
 from processors.sinks import SinkConfig
-from streams.config import Declared, StreamConfig, declared, from_env, overridden, part, setting
+from streams.config import Declared, SettingsError, StreamConfig, declared, from_env, overridden, part, setting
 from streams.crypto import Keyring
-
-
-class SettingsError(ValueError):
-    """A setting that cannot be used as given."""
 
 
 def parse_secret(raw: str) -> bytes:
@@ -31,7 +27,10 @@ def parse_secret(raw: str) -> bytes:
     try:
         secret = bytes.fromhex(raw)
     except ValueError:
-        secret = base64.b64decode(raw + "=" * (-len(raw) % 4))
+        try:
+            secret = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
+        except ValueError:
+            raise SettingsError("DODOLENS_MASTER_SECRET is neither hex nor base64") from None
     if len(secret) < 32:
         raise SettingsError("DODOLENS_MASTER_SECRET must hold at least 32 bytes (64 hex characters)")
     return secret
@@ -56,9 +55,13 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         settings = from_env(cls, os.environ if env is None else env)
-        if settings.master_secret is None and settings.master_secret_file:
-            secret = parse_secret(Path(settings.master_secret_file).read_text().strip())
-            settings = replace(settings, master_secret=secret)
+        path = settings.master_secret_file
+        if settings.master_secret is None and path:
+            try:
+                raw = Path(path).read_text().strip()
+            except OSError as exc:
+                raise SettingsError(f"cannot read DODOLENS_MASTER_SECRET_FILE {path}: {exc.strerror}") from None
+            settings = replace(settings, master_secret=parse_secret(raw))
         return settings
 
     def with_overrides(self, **changes: object) -> "Settings":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import hashlib
 import mimetypes
 import os
@@ -47,6 +48,8 @@ from dodolens.client import (
     send_chunks,
     session_status,
 )
+from dodolens.failures import Exit, one_line
+from dodolens.show import erase_hint, inventory_table
 from schemas.lifecycle import UPLOADABLE, is_finished
 from streams.threads import in_thread
 
@@ -199,8 +202,7 @@ async def upload_video(server: str, video: Path, *, parallel: int = 3, resume: R
         source.close()
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    u = sub.add_parser("upload", help="upload a video to a running gateway (resumable) and show its inventory")
+def add_arguments(_command: str, u: argparse.ArgumentParser) -> None:
     u.add_argument("video", type=Path)
     u.add_argument("--server", required=True, help="gateway base URL, e.g. http://127.0.0.1:8000")
     u.add_argument("--parallel", type=int, default=3, help="chunks in flight at once (default 3)")
@@ -233,12 +235,12 @@ def _stage_label(event: dict[str, Any]) -> str:
     return label
 
 
-async def command(args: argparse.Namespace) -> int:
-    """Run ``dodolens upload``; exit 0 with an inventory (or a queued upload with --no-wait), 1 on failure."""
+async def command(args: argparse.Namespace, _settings: object) -> int:
+    """Run ``dodolens upload``; exit 0 with an inventory (or a queued upload with --no-wait), 1 on failure,
+    69 when the gateway does not answer."""
     console = Console(stderr=True)
     if not args.video.is_file():
-        console.print(f"[red]dodolens upload:[/] no such file: {args.video}")
-        return 2
+        raise FileNotFoundError(errno.ENOENT, "no such file", str(args.video))
     if bool(args.resume) != bool(args.token):
         console.print("[red]dodolens upload:[/] --resume and --token go together")
         return 2
@@ -282,8 +284,11 @@ async def command(args: argparse.Namespace) -> int:
     except UploadError as exc:
         console.print(f"[red]upload failed[/] {exc.code}: {exc.message}")
         return 1
+    except httpx.TransportError as exc:
+        console.print(f"[red]cannot reach {args.server}:[/] {one_line(exc)}; run the same command again to resume")
+        return Exit.UNAVAILABLE
     except httpx.HTTPError as exc:
-        console.print(f"[red]cannot reach {args.server}:[/] {exc}; run the same command again to resume")
+        console.print(f"[red]upload failed:[/] {one_line(exc)}; run the same command again to resume")
         return 1
     outcome = report.outcome
     if is_finished(report.state) or outcome.result or outcome.error:
@@ -295,20 +300,16 @@ async def command(args: argparse.Namespace) -> int:
             "events": [e["type"] for e in outcome.events], "result": outcome.result, "error": outcome.error,
         }, option=orjson.OPT_INDENT_2).decode() + "\n")
     elif outcome.result:
-        from dodolens.cli import inventory_table
-
         Console().print(inventory_table(outcome.result))
     elif not outcome.error:
         console.print(f"session {outcome.session_id} is {report.state}")
+    if outcome.session_id:
+        console.print(erase_hint(outcome.session_id))
     if outcome.error:
         console.print(f"[red]error[/] {outcome.error.get('code')}: {outcome.error.get('message')}")
         return 1
     return 0
 
 
-def main(args: argparse.Namespace) -> int:
-    try:
-        return asyncio.run(command(args))
-    except KeyboardInterrupt:
-        Console(stderr=True).print("\ninterrupted: run the same command again to send only the missing chunks")
-        return 130
+HANDLERS = {"upload": command}
+INTERRUPTED = "interrupted: run the same command again to send only the missing chunks"

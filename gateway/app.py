@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -22,6 +23,13 @@ from gateway.errors import HANDLERS
 from streams.chunks import SealedBuffers
 from streams.connection import RETRYABLE, Redis
 from streams.lag import LagTracker
+
+
+CORS_METHODS = ("GET", "POST", "PUT", "PATCH", "HEAD", "DELETE", "OPTIONS")
+CORS_EXPOSED = ("Location", "Upload-Offset", "Upload-Length", "Upload-Expires", "Upload-Metadata", "Upload-Concat",
+                "Upload-Token", "Upload-Session-Id", "Tus-Resumable", "Tus-Version", "Tus-Extension", "Tus-Max-Size",
+                "Tus-Checksum-Algorithm", "Retry-After")
+"""What a browser client on another origin must be allowed to read: tus answers are all headers."""
 
 
 async def healthz(_request: Request) -> JSONResponse:
@@ -57,8 +65,10 @@ def create_app(redis: Redis, config: GatewayConfig, results: ResultStore) -> Sta
         *admin.routes,
     ]
     app_metrics = metrics.Metrics()
+    cors = [Middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=list(CORS_METHODS),
+                       allow_headers=["*"], expose_headers=list(CORS_EXPOSED), max_age=600)] if config.cors_origins else []
     app = Starlette(routes=routes, exception_handlers=HANDLERS, lifespan=lifespan,
-                    middleware=[Middleware(RequestAudit), Middleware(metrics.UploadBytes, metrics=app_metrics)])
+                    middleware=[*cors, Middleware(RequestAudit), Middleware(metrics.UploadBytes, metrics=app_metrics)])
     app.state.redis = redis
     app.state.config = config
     app.state.results = results

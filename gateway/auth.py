@@ -1,4 +1,5 @@
-"""Session tokens: HMAC over (session id, expiry), so any gateway verifies them without state."""
+"""Session tokens: HMAC over (session id, expiry), and tus upload ids: HMAC over the session id.
+Both are checked by any gateway without state."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 from streams.crypto import Keyring, derive_key
 
 SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
+UPLOAD_ID = re.compile(r"^([0-9a-f]{32})-([0-9a-f]{32})$")
 
 
 def new_session_id() -> str:
@@ -42,3 +44,22 @@ def check_token(keyring: Keyring, sid: str, token: str, now: float | None = None
     if int(expires_s) < (now if now is not None else time.time()):
         return "token expired"
     return None
+
+
+def _upload_secret(keyring: Keyring, sid: str) -> str:
+    key = derive_key(keyring.master, "tus-upload")
+    return hmac.new(key, sid.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def upload_id_of(keyring: Keyring, sid: str) -> str:
+    """The id in a tus upload URL: the session id and 128 bits only the gateway can make, so the
+    URL itself is the capability (as tusd's random ids are) and stock tus clients need no header."""
+    return f"{sid}-{_upload_secret(keyring, sid)}"
+
+
+def session_of_upload(keyring: Keyring, upload_id: str) -> str | None:
+    """The session id an upload id stands for, or None when it is not one this gateway made."""
+    match = UPLOAD_ID.match(upload_id)
+    if match is None or not hmac.compare_digest(match[2], _upload_secret(keyring, match[1])):
+        return None
+    return match[1]

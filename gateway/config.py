@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from streams.config import StreamConfig, setting
+from streams.config import StreamConfig, comma_list, setting
 
 
 class ResultStore(Protocol):
@@ -29,3 +29,6 @@ class GatewayConfig:
                                         "seconds between WebSocket pings (and the wait for a pong)")
     session_check_interval_s: float = setting("DODOLENS_SESSION_CHECK_INTERVAL", 5.0,
                                               "seconds between checks that a watched session still exists")
+    cors_origins: tuple[str, ...] = setting("DODOLENS_CORS_ORIGINS", (), "comma-separated web origins "
+                                            "(`https://app.example.com`) whose pages may call the API, e.g. Uppy or "
+                                            "tus-js-client in a browser", shown="unset → same origin only", parse=comma_list)

@@ -48,8 +48,13 @@ ERRORS = {
     460: "Upload-Checksum does not match the body (nothing was stored)",
     503: "Storage unreachable; retry after Retry-After seconds",
 }
-SESSION_ID = {"name": "sid", "in": "path", "required": True, "description": "Session id (also the tus upload id)",
+SESSION_ID = {"name": "sid", "in": "path", "required": True, "description": "Session id",
               "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
+UPLOAD_ID = {"name": "upload", "in": "path", "required": True,
+             "description": "The last segment of the upload's Location, `<session id>-<secret>`: it authorizes "
+                            "by itself. A bare session id works too, with the session token as Bearer.",
+             "schema": {"type": "string", "pattern": "^[0-9a-f]{32}(-[0-9a-f]{32})?$"}}
+UPLOAD_SECURITY = [{}, {"bearer": []}]
 TUS_RESUMABLE = {"name": "Tus-Resumable", "in": "header", "required": True,
                  "schema": {"type": "string", "const": TUS_VERSION}}
 INTEGER_TEXT = {"type": "string", "pattern": "^[0-9]{1,19}$"}
@@ -158,9 +163,11 @@ def tus_paths() -> dict[str, Any]:
             "post": {
                 "operationId": "tusCreate",
                 "summary": "Create a tus upload (a session); may carry the first bytes (creation-with-upload)",
-                "description": "Answers the session token in `Upload-Token`. `Upload-Concat: partial` creates a "
-                               "partial upload; `Upload-Concat: final;/files/<id> /files/<id>` concatenates finished "
-                               "partial uploads into a session, authorized by `Bearer <t1>,<t2>,...`.",
+                "description": "`Location` is the upload URL, which is its own authorization (keep it secret); "
+                               "the session id and token (for the WebSocket and the session API) come back in "
+                               "`Upload-Session-Id` and `Upload-Token`. `Upload-Concat: partial` creates a partial "
+                               "upload; `Upload-Concat: final;<url> <url>` concatenates finished partial uploads "
+                               "into a session (bare `/files/<session id>` URLs need `Bearer <t1>,<t2>,...`).",
                 "security": [{}, {"bearer": []}],
                 "parameters": [
                     TUS_RESUMABLE,
@@ -175,18 +182,19 @@ def tus_paths() -> dict[str, Any]:
                     "201": {"description": "Upload created", "headers": _tus_headers(
                         Location={"schema": {"type": "string"}, "required": True},
                         **{"Upload-Token": {"schema": {"type": "string"}, "required": True},
+                           "Upload-Session-Id": {"schema": {"type": "string"}, "required": True},
                            "Upload-Offset": offset, "Upload-Expires": expires})},
                     **_tus_errors(400, 401, 403, 404, 410, 412, 413, 415, 423, 429, 460, 503),
                 },
             },
         },
-        "/files/{sid}": {
-            "parameters": [SESSION_ID],
+        "/files/{upload}": {
+            "parameters": [UPLOAD_ID],
             "options": {**options, "operationId": "tusUploadOptions",
                         "responses": {**options["responses"], **_tus_errors(404)}},
             "head": {
                 "operationId": "tusOffset", "summary": "Where to resume: Upload-Offset of the upload",
-                "security": BEARER, "parameters": [TUS_RESUMABLE],
+                "security": UPLOAD_SECURITY, "parameters": [TUS_RESUMABLE],
                 "responses": {
                     "200": {"description": "Upload state", "headers": _tus_headers(
                         **{"Upload-Offset": offset, "Upload-Length": {"schema": INTEGER_TEXT, "required": True},
@@ -197,7 +205,7 @@ def tus_paths() -> dict[str, Any]:
             },
             "patch": {
                 "operationId": "tusPatch", "summary": "Append bytes at Upload-Offset",
-                "security": BEARER,
+                "security": UPLOAD_SECURITY,
                 "parameters": [TUS_RESUMABLE, {"name": "Upload-Offset", "in": "header", "required": True,
                                                "schema": INTEGER_TEXT}, checksum],
                 "requestBody": {"required": True, **body},
@@ -209,7 +217,7 @@ def tus_paths() -> dict[str, Any]:
             },
             "delete": {
                 "operationId": "tusTerminate", "summary": "Terminate the upload: erases the session",
-                "security": BEARER, "parameters": [TUS_RESUMABLE],
+                "security": UPLOAD_SECURITY, "parameters": [TUS_RESUMABLE],
                 "responses": {"204": {"description": "Erased", "headers": _tus_headers()},
                               **_tus_errors(401, 403, 404, 412, 503)},
             },

@@ -1,10 +1,12 @@
 """tus 1.0.0 resumable uploads at ``/files/``: a finished tus upload is a session like any other.
 
 Extensions: creation, creation-with-upload, termination, expiration, checksum, concatenation.
-The session token comes back at creation in ``Upload-Token`` (the upload id is the last segment
-of ``Location``) and every later request sends it as ``Authorization: Bearer <token>``. A final
-concatenation is authorized by the tokens of its partial uploads: ``Bearer <t1>,<t2>,...``
-(one token per partial upload, in any order).
+As with tusd, the upload URL in ``Location`` is the capability: ``/files/<session id>-<128-bit
+secret>``, so stock clients (tus-js-client, Uppy, tuspy) work with no header of their own. The
+session id and the session token (for the WebSocket and the session API) come back at creation
+in ``Upload-Session-Id`` and ``Upload-Token``. A final concatenation lists its partial uploads'
+URLs. The bare ``/files/<session id>`` with ``Authorization: Bearer <token>`` (and, for a final
+concatenation, ``Bearer <t1>,<t2>,...``) is still accepted.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.auth import check_token, valid_session_id
+from gateway.auth import check_token, session_of_upload, upload_id_of, valid_session_id
 from gateway.config import GatewayConfig
 from gateway.errors import ApiError
 from gateway.lifecycle import begin_upload, complete_upload, erase_upload
@@ -34,7 +36,6 @@ from schemas.lifecycle import UPLOADABLE
 from streams import keys
 from streams.chunks import MediaGone, SessionGone, read_chunk
 from streams.connection import RETRYABLE, Redis
-from streams.crypto import wipe
 from streams.events import publish
 from streams.lifecycle import fail_session
 from streams.sessions import (
@@ -54,6 +55,7 @@ from streams.tus import (
     get_upload,
     load_tail,
     locked,
+    upload_metadata,
     wait_unlocked,
 )
 
@@ -63,11 +65,7 @@ CHECKSUMS: dict[str, Callable[..., Any]] = {
     "sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512, "md5": hashlib.md5,
 }
 OFFSET_TYPE = "application/offset+octet-stream"
-MAX_CHECKSUM_BODY = 64 * 1024 * 1024
-"""A checksummed PATCH is verified before any byte is kept, so its body is held in memory: bounded."""
-MAX_METADATA = 2048
-PRIVATE_METADATA = frozenset({"filename", "name"})
-"""Accepted but never stored (a file name can say who the customer is), so never echoed by HEAD."""
+MAX_METADATA = 4096
 PROTOCOL, PARTIAL = "tus", "tus-partial"
 MIME = re.compile(r"^[\w.+-]{1,50}/[\w.+-]{1,50}$")
 DIGITS = re.compile(r"^[0-9]{1,19}$")
@@ -119,19 +117,20 @@ def int_header(request: Request, name: str) -> int | None:
     return int(raw)
 
 
-def parse_metadata(header: str | None) -> tuple[dict[str, bytes | None], str]:
-    """Decoded ``Upload-Metadata`` pairs, and the header as stored (private keys left out)."""
+def parse_metadata(header: str | None) -> dict[str, bytes | None]:
+    """Decoded ``Upload-Metadata`` pairs: ``key base64value`` or a bare ``key``, comma-separated,
+    keys unique and free of spaces and commas (tus 1.0.0, creation extension)."""
     if not header or not header.strip():
-        return {}, ""
+        return {}
     if len(header) > MAX_METADATA:
         raise ApiError(400, "bad_metadata", f"Upload-Metadata is limited to {MAX_METADATA} characters")
     pairs: dict[str, bytes | None] = {}
-    kept: list[str] = []
     for item in header.split(","):
         parts = item.strip().split(" ")
         key = parts[0]
-        if len(parts) > 2 or not key or not key.isascii() or not key.isprintable() or key in pairs:
-            raise ApiError(400, "bad_metadata", "Upload-Metadata is 'key base64value' pairs separated by commas")
+        if len(parts) > 2 or not key or not key.isprintable() or key in pairs:
+            raise ApiError(400, "bad_metadata", "Upload-Metadata is 'key base64value' pairs separated by commas, "
+                           "keys unique")
         value = None
         if len(parts) == 2:
             try:
@@ -139,9 +138,7 @@ def parse_metadata(header: str | None) -> tuple[dict[str, bytes | None], str]:
             except (binascii.Error, ValueError):
                 raise ApiError(400, "bad_metadata", f"the value of metadata key {key!r} is not base64") from None
         pairs[key] = value
-        if key.lower() not in PRIVATE_METADATA:
-            kept.append(" ".join(parts))
-    return pairs, ",".join(kept)
+    return pairs
 
 
 def content_type_of(metadata: dict[str, bytes | None]) -> str:
@@ -169,11 +166,27 @@ def bearer_tokens(request: Request) -> list[str]:
     return [t for t in re.split(r"[\s,]+", header[7:].strip()) if t]
 
 
-def upload_id(request: Request) -> str:
-    sid = request.path_params["sid"]
-    if not valid_session_id(sid):
+def requested_session(request: Request) -> str | None:
+    """The session a ``/files/{upload}`` URL names, whether or not it carries the capability."""
+    raw = request.path_params["upload"]
+    return session_of_upload(_cfg(request).stream.keyring, raw) or (raw if valid_session_id(raw) else None)
+
+
+def authorized_session(request: Request) -> str:
+    """The session of the upload URL: its capability, or the bare session id with its token."""
+    raw = request.path_params["upload"]
+    sid = session_of_upload(_cfg(request).stream.keyring, raw)
+    if sid is not None:
+        return sid
+    if not valid_session_id(raw):
         raise ApiError(404, "unknown_upload", "no such upload")
-    return sid
+    authorize(request, raw)
+    return raw
+
+
+def created_headers(request: Request, sid: str, token: str) -> dict[str, str]:
+    upload = upload_id_of(_cfg(request).stream.keyring, sid)
+    return {"Location": f"/files/{upload}", "Upload-Session-Id": sid, "Upload-Token": token}
 
 
 async def existing_upload(request: Request, sid: str) -> TusUpload:
@@ -191,36 +204,23 @@ def upload_headers(upload: TusUpload, offset: int | None = None, expires_at: flo
     return headers
 
 
-async def body_parts(request: Request, room: int) -> AsyncIterator[bytes]:
-    """The PATCH body; when it carries ``Upload-Checksum`` it is verified whole before anything is kept."""
-    checksum = parse_checksum(request.headers.get("upload-checksum"))
-    if checksum is None:
-        async for part in request.stream():
-            if part:
-                yield part
-        return
-    name, expected = checksum
-    if room > MAX_CHECKSUM_BODY:
-        room = MAX_CHECKSUM_BODY
-    body = bytearray()
-    async for part in request.stream():
-        body += part
-        if len(body) > room:
-            raise ApiError(413, "body_too_large", f"a checksummed PATCH carries at most {room} bytes here")
-    if CHECKSUMS[name](body).digest() != expected:
-        raise ApiError(460, "checksum_mismatch", f"the {name} of the body does not match Upload-Checksum; "
-                       "nothing was stored, send it again")
-    yield bytes(body)
-    wipe(body)
+async def announce(request: Request, sid: str, count: int, stored: list[tuple[int, bool]]) -> None:
+    cfg, r = _cfg(request), _redis(request)
+    for index, new in stored:
+        if new:
+            received = int(await r.hget(keys.meta(sid), "received") or 0)
+            await publish(r, cfg.stream, sid, ChunkReceivedData(index=index, received=received, chunks=count))
 
 
 async def receive(request: Request, upload: TusUpload) -> tuple[int, float]:
     """Store the request body at the upload's offset; returns the new offset and expiry.
 
     Whole chunks are kept as they fill and, when the client goes away mid-body, the rest is
-    kept as the tail: the client resumes from what HEAD says.
+    kept as the tail: the client resumes from what HEAD says. A body with ``Upload-Checksum`` is
+    staged chunk by chunk while it is hashed, and kept only if the checksum holds.
     """
     cfg, r, sid = _cfg(request), _redis(request), upload.sid
+    checksum = parse_checksum(request.headers.get("upload-checksum"))
     room = upload.length - upload.offset
     declared = int_header(request, "content-length")
     if declared is not None and declared > room:
@@ -235,22 +235,37 @@ async def receive(request: Request, upload: TusUpload) -> tuple[int, float]:
     chunk_size = int(meta["chunk_size"])
     count = expected_chunks(upload.length, chunk_size)
     tail = await load_tail(r, cfg.stream, sid, upload.offset)
-    writer = ChunkWriter(r, cfg.stream, sid, size=upload.length, chunk_size=chunk_size, offset=upload.offset, tail=tail)
-    overflow = False
+    digest = CHECKSUMS[checksum[0]]() if checksum else None
+    writer = ChunkWriter(r, cfg.stream, sid, size=upload.length, chunk_size=chunk_size, offset=upload.offset, tail=tail,
+                         staged=digest is not None)
+    overflow = disconnected = False
     try:
-        async for part in body_parts(request, room):
-            if writer.offset + len(part) > upload.length:
-                part, overflow = part[: upload.length - writer.offset], True
-            for index, new in await writer.write(part):
-                if new:
-                    received = int(await r.hget(keys.meta(sid), "received") or 0)
-                    await publish(r, cfg.stream, sid, ChunkReceivedData(index=index, received=received, chunks=count))
-            if overflow:
-                break
-    except ClientDisconnect:
-        pass
-    finally:
-        expires_at = await writer.save()
+        try:
+            async for part in request.stream():
+                if writer.offset + len(part) > upload.length:
+                    part, overflow = part[: upload.length - writer.offset], True
+                if digest is not None:
+                    digest.update(part)
+                await announce(request, sid, count, await writer.write(part))
+                if overflow:
+                    break
+        except ClientDisconnect:
+            disconnected = True
+        verified = checksum is None or (not overflow and not disconnected and digest.digest() == checksum[1])
+        if checksum is not None and verified:
+            await announce(request, sid, count, await writer.promote())
+    except BaseException:
+        await (writer.discard() if checksum else writer.save())
+        raise
+    if not verified:
+        await writer.discard()
+        if overflow:
+            raise ApiError(413, "exceeds_upload_length", "the body went past Upload-Length; nothing was stored")
+        if not disconnected:
+            raise ApiError(460, "checksum_mismatch", f"the {checksum[0]} of the body does not match "
+                           "Upload-Checksum; nothing was stored, send it again")
+        return upload.offset, upload.expires_at
+    expires_at = await writer.save()
     if writer.offset > upload.offset and meta["state"] == State.CREATED:
         await set_state(r, cfg.stream, sid, State.UPLOADING)
     if overflow:
@@ -265,8 +280,8 @@ async def receive(request: Request, upload: TusUpload) -> tuple[int, float]:
 
 async def options(request: Request) -> Response:
     cfg = _cfg(request)
-    if "sid" in request.path_params:
-        upload_id(request)
+    if "upload" in request.path_params and requested_session(request) is None:
+        raise ApiError(404, "unknown_upload", "no such upload")
     return Response(status_code=204, headers={
         "Tus-Version": TUS_VERSION, "Tus-Extension": EXTENSIONS, "Tus-Max-Size": str(cfg.stream.max_size),
         "Tus-Checksum-Algorithm": ",".join(CHECKSUMS),
@@ -280,11 +295,12 @@ def has_body(request: Request) -> bool:
 async def create(request: Request) -> Response:
     cfg, r = _cfg(request), _redis(request)
     concat = request.headers.get("upload-concat", "").strip()
-    metadata, stored_metadata = parse_metadata(request.headers.get("upload-metadata"))
+    header = request.headers.get("upload-metadata", "").strip()
+    metadata = parse_metadata(header)
     if "upload-defer-length" in request.headers:
         raise ApiError(400, "defer_length_unsupported", "send Upload-Length: deferred lengths are not supported")
     if concat.startswith("final"):
-        return await create_final(request, concat, metadata, stored_metadata)
+        return await create_final(request, concat, metadata, header)
     if concat not in ("", "partial"):
         raise ApiError(400, "bad_concat", "Upload-Concat is 'partial' or 'final;<url> <url> ...'")
     length = int_header(request, "upload-length")
@@ -302,8 +318,8 @@ async def create(request: Request) -> Response:
                        headers={"Retry-After": str(cfg.retry_after_s)})
     sid, token, _expires = await begin_upload(r, cfg, length, content_type_of(metadata),
                                               protocol=PARTIAL if concat else PROTOCOL, follow=not concat)
-    upload = await create_upload(r, cfg.stream, sid, length, concat=concat, metadata=stored_metadata)
-    headers = {"Location": f"/files/{sid}", "Upload-Token": token}
+    upload = await create_upload(r, cfg.stream, sid, length, concat=concat, metadata=header)
+    headers = created_headers(request, sid, token)
     if body:
         try:
             async with locked(r, sid):
@@ -317,31 +333,42 @@ async def create(request: Request) -> Response:
     return Response(status_code=201, headers=headers)
 
 
-def partial_ids(concat: str) -> list[str]:
+def partial_sessions(request: Request, concat: str) -> list[str]:
+    """The sessions of the partial uploads a final concatenation lists, each authorized by its
+    URL's capability or, for a bare session id, by one of the ``Bearer`` tokens."""
+    keyring = _cfg(request).stream.keyring
     urls = concat.partition(";")[2].split()
-    sids = [urlsplit(url).path.rstrip("/").rpartition("/")[2] for url in urls]
-    if not concat.startswith("final;") or not sids or not all(valid_session_id(s) for s in sids):
+    ids = [urlsplit(url).path.rstrip("/").rpartition("/")[2] for url in urls]
+    if not concat.startswith("final;") or not ids:
         raise ApiError(400, "bad_concat", "Upload-Concat: final;<url of partial upload> <url> ...")
+    tokens = bearer_tokens(request)
+    sids: list[str] = []
+    for upload in ids:
+        sid = session_of_upload(keyring, upload)
+        if sid is None:
+            if not valid_session_id(upload):
+                raise ApiError(404, "unknown_upload", f"{upload!r} is not the URL of an upload of this server")
+            if not tokens:
+                raise ApiError(401, "missing_token", "list the partial uploads' URLs as given by Location, or send "
+                               "their tokens as 'Authorization: Bearer <t1>,<t2>,...'")
+            if not any(check_token(keyring, upload, t) is None for t in tokens):
+                raise ApiError(403, "bad_token", f"no valid token for partial upload {upload}")
+            sid = upload
+        sids.append(sid)
     if len(set(sids)) != len(sids):
         raise ApiError(400, "bad_concat", "a partial upload is listed twice")
     return sids
 
 
-async def create_final(request: Request, concat: str, metadata: dict[str, bytes | None], stored_metadata: str) -> Response:
+async def create_final(request: Request, concat: str, metadata: dict[str, bytes | None], header: str) -> Response:
     """Concatenate finished partial uploads, in the order listed, into a new session and queue it."""
     cfg, r = _cfg(request), _redis(request)
     if "upload-length" in request.headers:
         raise ApiError(400, "length_on_final", "a final upload takes its length from its partial uploads")
     if has_body(request):
         raise ApiError(400, "body_on_final", "a final upload has no body of its own")
-    sids = partial_ids(concat)
-    tokens = bearer_tokens(request)
-    if not tokens:
-        raise ApiError(401, "missing_token", "send the partial uploads' tokens as 'Authorization: Bearer <t1>,<t2>,...'")
     parts: list[TusUpload] = []
-    for sid in sids:
-        if not any(check_token(cfg.stream.keyring, sid, t) is None for t in tokens):
-            raise ApiError(403, "bad_token", f"no valid token for partial upload {sid}")
+    for sid in partial_sessions(request, concat):
         part = await get_upload(r, sid)
         if part is None or await get_meta(r, sid) is None:
             raise ApiError(404, "unknown_upload", f"partial upload {sid} does not exist (expired or terminated)")
@@ -354,8 +381,8 @@ async def create_final(request: Request, concat: str, metadata: dict[str, bytes 
     if length > cfg.stream.max_size:
         raise ApiError(413, "video_too_large", f"videos are limited to {cfg.stream.max_size} bytes")
     sid, token, _expires = await begin_upload(r, cfg, length, content_type_of(metadata), protocol=PROTOCOL)
-    listed = "final;" + " ".join(f"/files/{p.sid}" for p in parts)
-    await create_upload(r, cfg.stream, sid, length, concat=listed, metadata=stored_metadata)
+    listed = "final;" + " ".join(f"/files/{upload_id_of(cfg.stream.keyring, p.sid)}" for p in parts)
+    await create_upload(r, cfg.stream, sid, length, concat=listed, metadata=header)
     count = expected_chunks(length, cfg.stream.chunk_size)
     writer = ChunkWriter(r, cfg.stream, sid, size=length, chunk_size=cfg.stream.chunk_size, offset=0, tail=bytearray())
     try:
@@ -380,19 +407,18 @@ async def create_final(request: Request, concat: str, metadata: dict[str, bytes 
     meta = await get_meta(r, sid)
     if meta is not None:
         await complete_upload(r, cfg, sid, meta)
-    return Response(status_code=201, headers={"Location": f"/files/{sid}", "Upload-Token": token,
-                                              "Upload-Offset": str(length)})
+    return Response(status_code=201, headers={**created_headers(request, sid, token), "Upload-Offset": str(length)})
 
 
 async def head(request: Request) -> Response:
-    sid = upload_id(request)
-    authorize(request, sid)
+    sid = authorized_session(request)
     await existing_upload(request, sid)
     await wait_unlocked(_redis(request), sid)
     upload = await existing_upload(request, sid)
     headers = {"Upload-Length": str(upload.length), **upload_headers(upload)}
-    if upload.metadata:
-        headers["Upload-Metadata"] = upload.metadata
+    metadata = await upload_metadata(_redis(request), _cfg(request).stream, sid)
+    if metadata:
+        headers["Upload-Metadata"] = metadata
     if upload.concat:
         headers["Upload-Concat"] = upload.concat
     return Response(status_code=200, headers=headers)
@@ -400,8 +426,7 @@ async def head(request: Request) -> Response:
 
 async def patch(request: Request) -> Response:
     cfg, r = _cfg(request), _redis(request)
-    sid = upload_id(request)
-    authorize(request, sid)
+    sid = authorized_session(request)
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != OFFSET_TYPE:
         raise ApiError(415, "unsupported_media_type", f"PATCH bodies are sent as {OFFSET_TYPE}")
     offset = int_header(request, "upload-offset")
@@ -429,8 +454,7 @@ async def patch(request: Request) -> Response:
 
 
 async def terminate(request: Request) -> Response:
-    sid = upload_id(request)
-    authorize(request, sid)
+    sid = authorized_session(request)
     if await get_upload(_redis(request), sid) is None:
         raise ApiError(404, "unknown_upload", "no such upload (expired, terminated or never created)")
     await erase_upload(_redis(request), _cfg(request), request.app.state.results, sid)
@@ -440,8 +464,8 @@ async def terminate(request: Request) -> Response:
 routes = [
     Route("/files/", tus_endpoint(options), methods=["OPTIONS"]),
     Route("/files/", tus_endpoint(create), methods=["POST"]),
-    Route("/files/{sid}", tus_endpoint(options), methods=["OPTIONS"]),
-    Route("/files/{sid}", tus_endpoint(head), methods=["HEAD"]),
-    Route("/files/{sid}", tus_endpoint(patch), methods=["PATCH"]),
-    Route("/files/{sid}", tus_endpoint(terminate), methods=["DELETE"]),
+    Route("/files/{upload}", tus_endpoint(options), methods=["OPTIONS"]),
+    Route("/files/{upload}", tus_endpoint(head), methods=["HEAD"]),
+    Route("/files/{upload}", tus_endpoint(patch), methods=["PATCH"]),
+    Route("/files/{upload}", tus_endpoint(terminate), methods=["DELETE"]),
 ]

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime
-
-import openai
+from typing import TYPE_CHECKING
 
 from processors.analyzer import Analysis, AnalysisError, analyze
 from processors.config import WorkerConfig
@@ -21,6 +20,9 @@ from streams.jobs import Job
 from streams.lifecycle import fail_session, pending_meta
 from streams.media import delete_media, load_audio, load_frames
 from streams.sessions import State, get_meta, is_erased, set_state
+
+if TYPE_CHECKING:
+    import openai
 
 
 def build_result(sid: str, meta: dict[str, str], frames: list[float], analysis: Analysis, analysis_s: float,

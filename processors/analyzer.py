@@ -13,9 +13,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-import openai
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from processors.prompt import (
     IMAGE_DETAILS,
@@ -26,6 +24,9 @@ from processors.prompt import (
 from schemas.errors import ErrorCode
 from schemas.inventory import Inventory
 from streams.config import setting
+
+if TYPE_CHECKING:
+    import openai
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,8 @@ class Analysis:
 def model_client(config: AnalyzerConfig) -> openai.AsyncOpenAI:
     """One client per worker: making one costs tens of milliseconds (TLS context, connection pool),
     as much as a fast model's answer, and a kept one reuses its connections."""
+    import openai  # here, not at the top: an import as long as a minute of decoding, for runs that never call it
+
     return openai.AsyncOpenAI(base_url=config.base_url, api_key=config.api_key or NO_KEY,
                               timeout=config.timeout_s, max_retries=config.max_retries)
 
@@ -164,6 +167,8 @@ class _UnusableAudio(Exception):
 
 async def _call(stage: str, request: Awaitable[T]) -> T:
     """Await one API call; map what the client's retries could not fix to an AnalysisError."""
+    import openai  # loaded already: a client made the request
+
     try:
         return await request
     except openai.APITimeoutError as exc:

@@ -27,8 +27,10 @@ class SessionGone(MediaGone):
     """The session itself is gone: no meta hash any more."""
 
 
-RECORD = LUA + """
+_ARGS = LUA + """
 local meta, stream, events, field, length = KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2]
+"""
+_PROBE = """
 redis.call('XGROUP', 'DESTROY', stream, ARGV[3])
 redis.call('XGROUP', 'CREATE', stream, ARGV[3], '$')
 local id
@@ -39,6 +41,8 @@ for _, group in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
   end
 end
 redis.call('XGROUP', 'DESTROY', stream, ARGV[3])
+"""
+_RECORD_ENTRY = """
 if redis.call('EXISTS', meta) == 0 then
   redis.call('XDEL', stream, id)
   if redis.call('XLEN', stream) == 0 then redis.call('DEL', stream) end
@@ -64,6 +68,7 @@ local event = redis.call('XADD', events, 'MAXLEN', '~', ARGV[8], '*', 'type', 'c
 redis.call('EXPIRE', events, ARGV[5])
 return {received, event, data}
 """
+RECORD = _ARGS + _PROBE + _RECORD_ENTRY
 """Runs in the same MULTI/EXEC right after the XADD of the sealed chunk, so nothing comes between
 them: it records that entry in the meta hash, or deletes it again when its index is a repeat (-1)
 or the session is gone (-2, leaving no stream behind). The ciphertext itself is XADDed directly,
@@ -74,6 +79,14 @@ event stream, which shares the slot: one round trip per chunk instead of two. It
 event's model as JSON (ARGV[9]) with one field (ARGV[10]) filled in: the count only Lua knows.
 """
 PROBE_GROUP = "dodolens:append-probe"
+PROMOTE = _ARGS + """
+local sealed = redis.call('HGET', KEYS[4], 'c' .. ARGV[11])
+if not sealed then return {-3} end
+local id = redis.call('XADD', stream, 'MAXLEN', ARGV[12], '*', 'i', ARGV[11], 'n', length, 'ep', ARGV[13], 'ct', sealed)
+redis.call('HDEL', KEYS[4], 'c' .. ARGV[11])
+""" + _RECORD_ENTRY
+"""Moves chunk ARGV[11], sealed earlier into the staging hash KEYS[4] (``c<index>``), into the chunk
+stream and records it as :data:`RECORD` does, without the ciphertext leaving Redis: -3 when it is gone."""
 
 
 class SealedBuffers:
@@ -138,6 +151,21 @@ async def append_sealed(r, cfg: StreamConfig, sid: str, index: int, length: int,
     if len(reply) < 3:
         return received, None
     return received, recorded_event(reply[1], sid, EventType.CHUNK_RECEIVED, now, reply[2])
+
+
+async def promote_staged(r, cfg: StreamConfig, sid: str, staged: str, index: int, length: int,
+                         epoch: int) -> int | None:
+    """Append chunk ``index``, sealed into the hash ``staged`` beforehand, as :func:`append_sealed`
+    would; returns the chunk count, None for a repeat. Raises :class:`SessionGone` if the session is
+    gone, :class:`ChunkMissing` if the staged chunk is."""
+    received = (await r.eval(PROMOTE, 4, keys.meta(sid), keys.chunks(sid), keys.session_events(sid), staged,
+                             f"{CHUNK_FIELD}{index}", length, PROBE_GROUP, cfg.chunk_ttl_s, cfg.session_ttl_s, "", "",
+                             "", "", "", index, cfg.max_chunks + 8, epoch))[0]
+    if received == -2:
+        raise SessionGone("the session is gone (expired or erased)")
+    if received == -3:
+        raise ChunkMissing(f"the staged chunk {index} is gone (expired or erased)")
+    return None if received < 0 else int(received)
 
 
 async def read_chunk(r, cfg: StreamConfig, sid: str, index: int, entry_id: str) -> bytes:

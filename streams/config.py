@@ -51,8 +51,16 @@ def part(config: Callable[[], C]) -> C:
     return field(default_factory=config, metadata={PART: True})  # type: ignore[return-value]
 
 
+class SettingsError(ValueError):
+    """A setting that cannot be used as given."""
+
+
 def parse_bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def comma_list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
 def _parser(hint: object) -> Callable[[str], object]:
@@ -64,6 +72,16 @@ def _parser(hint: object) -> Callable[[str], object]:
     if kind in (int, float, str):
         return kind  # type: ignore[return-value]
     raise TypeError(f"no parser for a setting of type {hint!r}: give one with parse=")
+
+
+def _parsed(d: Declared, hint: object, raw: str) -> object:
+    """``raw`` as the setting's value; a value that does not parse names its variable."""
+    try:
+        return (d.parse or _parser(hint))(raw)
+    except SettingsError:
+        raise
+    except ValueError:
+        raise SettingsError(f"{d.env}={raw!r} is not a valid {getattr(hint, '__name__', hint)}") from None
 
 
 def declared(config: type, path: tuple[str, ...] = ()) -> Iterator[Declared]:
@@ -84,7 +102,7 @@ def from_env(config: type[C], env: Mapping[str, str]) -> C:
             d: Declared = f.metadata[ENV]
             raw = env.get(d.env, "")
             if raw:
-                values[f.name] = (d.parse or _parser(hints[f.name]))(raw)
+                values[f.name] = _parsed(d, hints[f.name], raw)
         elif f.metadata.get(PART):
             values[f.name] = from_env(hints[f.name], env)
     return config(**values)

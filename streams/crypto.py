@@ -71,6 +71,7 @@ class Sealing:
             raise ValueError(f"the output buffer must be {sealed_size(length)} bytes")
         nonce = os.urandom(NONCE_BYTES)
         out[:NONCE_BYTES] = nonce
+        self._key = key
         self._encryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
         self._encryptor.authenticate_additional_data(aad)
         self._out, self._end, self.length = out, NONCE_BYTES + length, length
@@ -81,6 +82,24 @@ class Sealing:
         if self._position + len(part) > self._end:
             raise ValueError(f"more than the {self.length} bytes announced")
         self._position += self._encryptor.update_into(part, self._out[self._position :])
+
+    @property
+    def sealed(self) -> int:
+        """Plaintext bytes that went through ``update`` so far."""
+        return self._position - NONCE_BYTES
+
+    def opened(self) -> bytearray:
+        """The plaintext sealed so far, for a payload that stops short of ``length`` (the caller wipes it).
+
+        GCM encrypts with AES-CTR from counter block 2 under a 96-bit nonce, so what was written so
+        far decrypts without the tag: nothing but the ciphertext was kept to get it back.
+        """
+        ciphertext = self._out[NONCE_BYTES : self._position]
+        plain = bytearray(len(ciphertext) + 15)
+        counter = bytes(self._out[:NONCE_BYTES]) + (2).to_bytes(4, "big")
+        written = Cipher(algorithms.AES(self._key), modes.CTR(counter)).decryptor().update_into(ciphertext, plain)
+        del plain[written:]
+        return plain
 
     def finish(self) -> memoryview:
         """The sealed payload, once exactly ``length`` bytes went through ``update``."""

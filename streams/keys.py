@@ -79,6 +79,11 @@ def tus_tail(sid: str) -> str:
     return _session(sid, "tus_tail")
 
 
+def tus_staged(sid: str) -> str:
+    """Sealed chunks of a checksummed tus PATCH, by index, kept apart until its checksum holds."""
+    return _session(sid, "tus_staged")
+
+
 def tus_lock(sid: str) -> str:
     """Short-lived lock held by the gateway writing a tus upload, so PATCHes never interleave."""
     return _session(sid, "tus_lock")
@@ -86,7 +91,7 @@ def tus_lock(sid: str) -> str:
 
 def media_keys(sid: str) -> tuple[str, ...]:
     """Keys that hold media bytes: none of them may outlive the session."""
-    return (chunks(sid), frames(sid), audio(sid), tus_tail(sid))
+    return (chunks(sid), frames(sid), audio(sid), tus_tail(sid), tus_staged(sid))
 
 
 def session_keys(sid: str) -> tuple[str, ...]:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
+import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import orjson
+import pytest
 import redis as sync_redis
 
-from streams.embedded import EmbeddedRedis
+from streams.embedded import EmbeddedRedis, free_port
 from tests.support.videos import make_phone_clip, make_video
 
 EXPECTED_ORDER = ["session_created", "chunk_received", "upload_complete", "processing_started", "frames_extracted",
@@ -24,8 +29,10 @@ def dodolens(*args: str, env: dict[str, str], timeout: float = 240) -> subproces
 
 
 def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """No DodoLens setting from the outside, and a runtime directory of the test's own (no `up` found)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DODOLENS_", "OPENAI_", "AIRTABLE_", "REDIS_"))}
-    return {**env, "DODOLENS_RESULTS_DB": str(tmp_path / "results.sqlite3"), **extra}
+    return {**env, "DODOLENS_RESULTS_DB": str(tmp_path / "results.sqlite3"), "XDG_RUNTIME_DIR": str(tmp_path / "run"),
+            **extra}
 
 
 def test_analyze_a_60s_1080p_phone_video_with_the_index_at_the_end(tmp_path: Path, redis_server: EmbeddedRedis) -> None:
@@ -59,7 +66,7 @@ def test_analyze_with_no_argument_uses_a_sample_and_an_embedded_redis(tmp_path: 
 
 def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     run = dodolens("analyze", str(tmp_path / "nope.mp4"), env=clean_env(tmp_path))
-    assert run.returncode == 2 and b"nope.mp4" in run.stderr
+    assert run.returncode == 66 and b"nope.mp4" in run.stderr
 
 
 def test_erase_removes_a_sessions_keys_and_its_result(tmp_path: Path, redis_server: EmbeddedRedis) -> None:
@@ -81,3 +88,106 @@ def test_erase_removes_a_sessions_keys_and_its_result(tmp_path: Path, redis_serv
         assert db.execute("select count(*) from results where session_id = ?", (sid,)).fetchone() == (0,)
     again = orjson.loads(dodolens("erase", sid, env=env).stdout)
     assert again["result_deleted"] is False
+
+
+def test_help_starts_without_loading_the_pipeline() -> None:
+    shown = subprocess.run([sys.executable, "-c", "import sys\nfrom dodolens.cli import main\ntry:\n    main(['--help'])\n"
+                            "except SystemExit:\n    print(sorted(m for m in ('openai', 'av', 'redis', 'rich', 'httpx',"
+                            " 'pydantic', 'uvicorn', 'starlette') if m in sys.modules))"],
+                           capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert "lag" in shown.stdout and "exit statuses" in shown.stdout
+    assert shown.stdout.strip().splitlines()[-1] == "[]"
+
+
+def one_line_failure(run: subprocess.CompletedProcess[bytes]) -> str:
+    text = run.stderr.decode()
+    assert "Traceback" not in text and len(text.strip().splitlines()) == 1, text
+    return text
+
+
+@pytest.mark.parametrize("args", [("lag",), ("report", "daily"), ("replay",), ("erase", "ab" * 16), ("up", "--port", "0")])
+def test_an_unreachable_redis_is_one_line_and_status_69(tmp_path: Path, args: tuple[str, ...]) -> None:
+    run = dodolens(*args, env=clean_env(tmp_path, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"), timeout=60)
+    assert run.returncode == 69 and "cannot reach Redis" in one_line_failure(run)
+
+
+@pytest.mark.parametrize("args", [("lag",), ("report", "daily"), ("replay",), ("erase", "ab" * 16)])
+def test_ops_commands_with_no_redis_and_no_running_up_say_what_to_do(tmp_path: Path, args: tuple[str, ...]) -> None:
+    run = dodolens(*args, env=clean_env(tmp_path), timeout=60)
+    assert run.returncode == 68 and "dodolens up" in one_line_failure(run) and "REDIS_URL" in run.stderr.decode()
+
+
+@pytest.mark.parametrize(("command", "setting", "value", "named"), [
+    ("lag", "DODOLENS_MASTER_SECRET", "not-a-secret!", "neither hex nor base64"),
+    ("up", "DODOLENS_MASTER_SECRET", "abcd", "at least 32 bytes"),
+    ("analyze", "DODOLENS_MASTER_SECRET_FILE", "/nonexistent/secret", "DODOLENS_MASTER_SECRET_FILE"),
+    ("worker", "DODOLENS_CHUNK_SIZE", "1MB", "DODOLENS_CHUNK_SIZE"),
+])
+def test_a_malformed_setting_is_one_line_and_status_78(tmp_path: Path, command: str, setting: str, value: str,
+                                                        named: str) -> None:
+    run = dodolens(command, env=clean_env(tmp_path, **{setting: value}), timeout=60)
+    assert run.returncode == 78 and named in one_line_failure(run)
+
+
+def test_a_gateway_port_in_use_is_one_line_and_status_71(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        run = dodolens("up", "--port", str(taken.getsockname()[1]), env=clean_env(tmp_path), timeout=60)
+    assert run.returncode == 71 and "Address already in use" in one_line_failure(run)
+
+
+def test_an_upload_to_a_server_that_does_not_answer_is_status_69(tmp_path: Path) -> None:
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(make_video(duration=1.0, audio=None))
+    run = dodolens("upload", str(video), "--server", f"http://127.0.0.1:{free_port()}", "--json",
+                   env=clean_env(tmp_path), timeout=60)
+    assert run.returncode == 69 and "cannot reach" in run.stderr.decode() and "Traceback" not in run.stderr.decode()
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} never became ready")
+
+
+def test_ops_commands_find_the_redis_of_a_running_up_as_the_readme_says(tmp_path: Path) -> None:
+    env = clean_env(tmp_path)
+    port = free_port()
+    up = subprocess.Popen([sys.executable, "-m", "dodolens.cli", "up", "--port", str(port)], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2])
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", up)
+        runtime_file = tmp_path / "run" / "dodolens" / "up.json"
+        assert stat.S_IMODE(runtime_file.stat().st_mode) == 0o600
+        assert stat.S_IMODE(runtime_file.parent.stat().st_mode) == 0o700
+        video = tmp_path / "clip.mp4"
+        video.write_bytes(make_video(duration=2.0, audio=None))
+        uploaded = dodolens("upload", str(video), "--server", f"http://127.0.0.1:{port}", "--json", env=env)
+        assert uploaded.returncode == 0, uploaded.stderr.decode()
+        sid = orjson.loads(uploaded.stdout)["session_id"]
+        assert f"dodolens erase {sid}" in uploaded.stderr.decode()  # the user learns how to take it back
+
+        lag = dodolens("lag", "--json", "--samples", "1", env=env)
+        assert lag.returncode == 0, lag.stderr.decode()
+        assert {row["group"] for row in orjson.loads(lag.stdout)} >= {"decoders", "analyzers"}
+        report = dodolens("report", "daily", "--json", env=env)
+        assert report.returncode == 0 and orjson.loads(report.stdout)["performance"]["analyses_completed"] == 1
+        replay = dodolens("replay", "--since", "1h", "--type", "analysis_complete", env=env)
+        assert replay.returncode == 0 and len(replay.stdout.splitlines()) == 1
+        erased = dodolens("erase", sid, env=env)
+        assert erased.returncode == 0, erased.stderr.decode()
+        assert orjson.loads(erased.stdout)["result_deleted"] is True  # found the results of `up` too
+    finally:
+        up.terminate()
+        up.wait(30)
+    assert not runtime_file.exists()
+    after = dodolens("lag", env=env)
+    assert after.returncode == 68

@@ -56,7 +56,7 @@ async def roomy(settings: Settings) -> AsyncIterator[Runtime]:
 
 
 def live_session(base_url: str, path: str) -> tuple[str, str]:
-    """A real session (chunk API) or tus upload to aim authorized cases at."""
+    """A real session (chunk API) or tus upload (its capability id) to aim authorized cases at."""
     if path.startswith("/files/"):
         created = requests.post(f"{base_url}/files/", headers={"Tus-Resumable": "1.0.0", "Upload-Length": "5000"},
                                 timeout=10)
@@ -74,9 +74,10 @@ def fuzz(base_url: str) -> list[str]:
         variants: list[tuple[GenerationMode, dict]] = [(GenerationMode.POSITIVE, {})]
         if operation.path_parameters or operation.headers or operation.query or operation.body:
             variants.append((GenerationMode.NEGATIVE, {}))
-        if "{sid}" in operation.path:
+        name = "sid" if "{sid}" in operation.path else "upload" if "{upload}" in operation.path else None
+        if name is not None:
             sid, token = live_session(base_url, operation.path)
-            variants.append((GenerationMode.POSITIVE, {"path_parameters": {"sid": sid},
+            variants.append((GenerationMode.POSITIVE, {"path_parameters": {name: sid},
                                                        "headers": {"Authorization": f"Bearer {token}"}}))
 
         for mode, fixed in variants:
@@ -104,7 +105,7 @@ async def test_the_contract_lists_every_route_with_json_errors(gateway: Runtime)
               and route.path not in OPERATOR_PAGES for method in route.methods or ()
               if not (method == "HEAD" and "GET" in (route.methods or ()))}  # Starlette adds HEAD to every GET
     assert documented == served
-    assert {("POST", "/sessions"), ("PUT", "/sessions/{sid}/chunks/{index}"), ("PATCH", "/files/{sid}"),
+    assert {("POST", "/sessions"), ("PUT", "/sessions/{sid}/chunks/{index}"), ("PATCH", "/files/{upload}"),
             ("GET", "/healthz"), ("POST", "/admin/api/gc"), ("GET", "/admin/api/overview")} <= documented
     for path, item in spec["paths"].items():
         for method, operation in item.items():

@@ -290,12 +290,11 @@ async def test_a_tus_upload_is_followed_like_a_chunk_upload(small_chunks: Runtim
     async with httpx.AsyncClient(base_url=small_chunks.url) as http:
         created = await http.post("/files/", headers={**tus, "Upload-Length": str(len(video))})
         assert created.status_code == 201, created.text
-        sid = created.headers["Location"].rsplit("/", 1)[1]
-        patch = {**tus, "Authorization": f"Bearer {created.headers['Upload-Token']}",
-                 "Content-Type": "application/offset+octet-stream"}
+        sid, location = created.headers["Upload-Session-Id"], created.headers["Location"]
+        patch = {**tus, "Content-Type": "application/offset+octet-stream"}
         piece = 100_000
         for offset in range(0, len(video), piece):
-            sent = await http.patch(f"/files/{sid}", content=video[offset : offset + piece],
+            sent = await http.patch(location, content=video[offset : offset + piece],
                                     headers={**patch, "Upload-Offset": str(offset)})
             assert sent.status_code == 204, sent.text
         kind, data = await final_event(redis, sid)

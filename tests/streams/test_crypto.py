@@ -32,6 +32,17 @@ def test_a_payload_sealed_part_by_part_opens_like_one_sealed_whole() -> None:
         k.open(epoch, blob, "s1", "chunk", 4)
 
 
+def test_a_sealing_stopped_short_gives_back_the_plaintext_sealed_so_far() -> None:
+    k = Keyring.generate()
+    payload = bytes(range(256)) * 1000
+    epoch, sealing = k.sealing("s1", "chunk", 3, memoryview(bytearray(sealed_size(len(payload)))), len(payload))
+    for start in range(0, 123_457, 10_000):
+        sealing.update(memoryview(payload)[start : min(start + 10_000, 123_457)])
+    assert sealing.sealed == 123_457 and sealing.opened() == payload[:123_457]
+    sealing.update(payload[123_457:])
+    assert k.open(epoch, bytes(sealing.finish()), "s1", "chunk", 3) == payload  # recovering took nothing away
+
+
 def test_a_part_by_part_sealing_takes_exactly_the_bytes_announced() -> None:
     k = Keyring.generate()
     _epoch, short = k.sealing("s1", "chunk", 0, memoryview(bytearray(sealed_size(10))), 10)
