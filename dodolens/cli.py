@@ -98,12 +98,18 @@ async def serve(args: argparse.Namespace, settings: Settings, *, gateway: bool, 
     return 0
 
 
+ERASE_EXIT = {"erased": 0, "already_erased": 3, "unknown": 4}
+"""``dodolens erase`` exit codes, so a script tells the three apart (2 stays "bad usage or settings")."""
+
+
 async def erase(args: argparse.Namespace, settings: Settings) -> int:
     from dodolens.admin import erase_everywhere
 
-    receipt = await erase_everywhere(settings, args.session_id)
+    outcome, receipt = await erase_everywhere(settings, args.session_id)
     sys.stdout.write(orjson.dumps(receipt, option=orjson.OPT_INDENT_2).decode() + "\n")
-    return 0
+    if outcome.value != "erased":
+        console.print(f"[yellow]{args.session_id}: {outcome.value.replace('_', ' ')}[/] (exit {ERASE_EXIT[outcome.value]})")
+    return ERASE_EXIT[outcome.value]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -117,7 +123,7 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--host", default="127.0.0.1")
         s.add_argument("--port", type=int, default=8000)
     sub.add_parser("worker", help="run decoder and analyzer workers only")
-    e = sub.add_parser("erase", help="erase a session everywhere (GDPR art. 17)")
+    e = sub.add_parser("erase", help="erase a session everywhere (GDPR art. 17); exit 0 erased, 3 already erased, 4 unknown")
     e.add_argument("session_id")
     upload.add_parser(sub)
     ops.add_parsers(sub)

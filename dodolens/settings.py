@@ -24,6 +24,11 @@ def _bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _list(value: str) -> tuple[str, ...]:
+    """A comma-separated setting, blanks dropped."""
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
 def _secret(env: Mapping[str, str]) -> bytes | None:
     """The master secret from ``DODOLENS_MASTER_SECRET`` (hex or base64) or ``..._FILE``."""
     raw = env.get("DODOLENS_MASTER_SECRET", "")
@@ -52,6 +57,16 @@ class Settings:
     chunk_ttl_s: int = 300
     session_ttl_s: int = 600
     max_sessions: int = 10
+    client_max_sessions: int = 3
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    trusted_proxies: tuple[str, ...] = ()
+    upload_idle_s: float = 30.0
+    reap_interval_s: float = 5.0
+    events_retention_s: int = 30
+    max_header_bytes: int = 16 * 1024
+    header_timeout_s: float = 10.0
+    body_idle_timeout_s: float = 30.0
+    max_connections: int = 4096
     token_ttl_s: int = 3600
     openai_api_key: str | None = field(default=None, repr=False)
     openai_base_url: str | None = None
@@ -98,6 +113,16 @@ class Settings:
             chunk_ttl_s=int(get("CHUNK_TTL", d.chunk_ttl_s)),
             session_ttl_s=int(get("SESSION_TTL", d.session_ttl_s)),
             max_sessions=int(get("MAX_SESSIONS", d.max_sessions)),
+            client_max_sessions=int(get("CLIENT_MAX_SESSIONS", d.client_max_sessions)),
+            api_keys=_list(get("API_KEYS", "")),
+            trusted_proxies=_list(get("TRUSTED_PROXIES", "")),
+            upload_idle_s=float(get("UPLOAD_IDLE", d.upload_idle_s)),
+            reap_interval_s=float(get("REAP_INTERVAL", d.reap_interval_s)),
+            events_retention_s=int(get("EVENTS_RETENTION", d.events_retention_s)),
+            max_header_bytes=int(get("MAX_HEADER_BYTES", d.max_header_bytes)),
+            header_timeout_s=float(get("HEADER_TIMEOUT", d.header_timeout_s)),
+            body_idle_timeout_s=float(get("BODY_IDLE_TIMEOUT", d.body_idle_timeout_s)),
+            max_connections=int(get("MAX_CONNECTIONS", d.max_connections)),
             token_ttl_s=int(get("TOKEN_TTL", d.token_ttl_s)),
             openai_api_key=env.get("OPENAI_API_KEY") or None,
             openai_base_url=env.get("OPENAI_BASE_URL") or None,
@@ -139,14 +164,21 @@ class Settings:
             max_size=self.max_size,
             chunk_ttl_s=self.chunk_ttl_s,
             session_ttl_s=self.session_ttl_s,
+            upload_idle_s=self.upload_idle_s,
+            events_retention_s=self.events_retention_s,
             analytics_days=self.analytics_days,
             audit_days=self.audit_days,
         )
 
     def gateway_config(self, stream: StreamConfig) -> GatewayConfig:
         return GatewayConfig(stream=stream, token_ttl_s=self.token_ttl_s, max_sessions=self.max_sessions,
-                             admin_token=self.admin_token, ws_ping_interval_s=self.ws_ping_interval_s,
-                             session_check_interval_s=self.session_check_interval_s)
+                             client_max_sessions=self.client_max_sessions, api_keys=self.api_keys,
+                             trusted_proxies=self.trusted_proxies, reap_interval_s=self.reap_interval_s,
+                             admin_token=self.admin_token,
+                             ws_ping_interval_s=self.ws_ping_interval_s,
+                             session_check_interval_s=self.session_check_interval_s,
+                             max_header_bytes=self.max_header_bytes, header_timeout_s=self.header_timeout_s,
+                             body_idle_timeout_s=self.body_idle_timeout_s, max_connections=self.max_connections)
 
     def worker_config(self, stream: StreamConfig) -> WorkerConfig:
         return WorkerConfig(

@@ -24,6 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.admission import admit_request
 from gateway.auth import check_token, valid_session_id
 from gateway.config import GatewayConfig
 from gateway.errors import ApiError
@@ -38,7 +39,6 @@ from streams.events import publish
 from streams.lifecycle import fail_session
 from streams.sessions import (
     State,
-    active_sessions,
     chunk_map,
     expected_chunks,
     get_meta,
@@ -297,10 +297,8 @@ async def create(request: Request) -> Response:
     body = has_body(request)
     if body and request.headers.get("content-type", "").split(";")[0].strip().lower() != OFFSET_TYPE:
         raise ApiError(415, "unsupported_media_type", f"an upload body is sent as {OFFSET_TYPE}")
-    if await active_sessions(r, cfg.stream) >= cfg.max_sessions:
-        raise ApiError(429, "too_many_sessions", "the service is busy; retry later",
-                       headers={"Retry-After": str(cfg.retry_after_s)})
-    sid, token, _expires = await begin_upload(r, cfg, length, content_type_of(metadata),
+    admitted = await admit_request(request)
+    sid, token, _expires = await begin_upload(r, cfg, admitted, length, content_type_of(metadata),
                                               protocol=PARTIAL if concat else PROTOCOL, follow=not concat)
     upload = await create_upload(r, cfg.stream, sid, length, concat=concat, metadata=stored_metadata)
     headers = {"Location": f"/files/{sid}", "Upload-Token": token}
@@ -353,7 +351,8 @@ async def create_final(request: Request, concat: str, metadata: dict[str, bytes 
     length = sum(p.length for p in parts)
     if length > cfg.stream.max_size:
         raise ApiError(413, "video_too_large", f"videos are limited to {cfg.stream.max_size} bytes")
-    sid, token, _expires = await begin_upload(r, cfg, length, content_type_of(metadata), protocol=PROTOCOL)
+    admitted = await admit_request(request, force=True)
+    sid, token, _expires = await begin_upload(r, cfg, admitted, length, content_type_of(metadata), protocol=PROTOCOL)
     listed = "final;" + " ".join(f"/files/{p.sid}" for p in parts)
     await create_upload(r, cfg.stream, sid, length, concat=listed, metadata=stored_metadata)
     count = expected_chunks(length, cfg.stream.chunk_size)

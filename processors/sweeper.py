@@ -18,6 +18,7 @@ from redis.exceptions import ResponseError
 from schemas.errors import ErrorCode
 from schemas.events import EventType
 from streams import keys
+from streams.admission import release
 from streams.audit import audit
 from streams.config import StreamConfig
 from streams.connection import RETRYABLE, Redis, info_per_node
@@ -75,7 +76,7 @@ async def sweep_expired(r: Redis, cfg: StreamConfig, report: SweepReport) -> Non
         sid = raw.decode() if isinstance(raw, bytes) else raw
         if await get_meta(r, sid) is not None:
             continue
-        await r.zrem(keys.ACTIVE, sid)
+        await release(r, sid)
         await r.delete(*keys.media_keys(sid))
         await publish(r, cfg, sid, EventType.ERROR, {"code": ErrorCode.MEDIA_EXPIRED, "retryable": True, "final": True,
                                                      "message": "the session expired before it finished; upload again"})
@@ -102,7 +103,7 @@ async def relieve_memory(r: Redis, cfg: StreamConfig, report: SweepReport, thres
             await alert(r, "memory_pressure", fraction=round(fraction, 3), sessions=0)
             return
         sid = oldest[0].decode() if isinstance(oldest[0], bytes) else oldest[0]
-        await r.zrem(keys.ACTIVE, sid)
+        await release(r, sid)
         await fail_session(r, cfg, sid, ErrorCode.MEMORY_PRESSURE,
                            "the service ran short of memory and dropped this upload; upload again", retryable=True)
         report.pressure_failed.append(sid)
