@@ -10,11 +10,14 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import clips, extraction, fanout, ingest, memory, pipeline, scaleout
+from bench import abuse, clips, extraction, fanout, ingest, memory, pipeline, scaleout
 from bench.harness import ROOT, Goal, load_average
 from bench.report import render
 
-ORDER = ("extraction", "memory", "ingest", "latency", "fanout", "scaleout", "progressive", "load")
+ABUSE = ("lockout", "race", "erasure", "restart")
+"""Issue 13's goals: they need no reference clip."""
+ORDER = ("extraction", "memory", "ingest", "latency", "fanout", "scaleout", "progressive", "load",
+         "lockout", "race", "erasure", "restart")
 
 
 def _latency_pair() -> Callable[[], list[Goal]]:
@@ -48,9 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         "scaleout": lambda: scaleout.run(clips.reference()),
         "progressive": lambda: pair()[1],
         "load": pipeline.load,
+        "lockout": abuse.lockout,
+        "race": abuse.race,
+        "erasure": abuse.erasure,
+        "restart": abuse.restart,
     }
     started, began, load_before = datetime.now(timezone.utc), time.monotonic(), load_average()
-    if any(name not in ("fanout", "load") for name in wanted):
+    if any(name not in ("fanout", "load", *ABUSE) for name in wanted):
         print("encoding the 60 s 1080p reference clip...", file=sys.stderr, flush=True)
         clips.reference()
     goals = []
