@@ -17,6 +17,7 @@ from dodolens.runner import Runtime
 from dodolens.settings import Settings
 from streams import keys
 from streams.connection import Redis
+from streams.events import history
 
 TUS = {"Tus-Resumable": "1.0.0"}
 
@@ -115,3 +116,15 @@ async def test_forwarded_for_names_the_client_only_behind_a_trusted_proxy(settin
         statuses = [(await http.post("/sessions", json={"size": 10},
                                      headers={"X-Forwarded-For": f"198.51.100.{i}"})).status_code for i in range(3)]
     assert statuses == ([201, 201, 201] if trusted else [201, 429, 429])
+
+
+async def test_two_gateways_reap_each_idle_session_once(settings: Settings, redis: Redis) -> None:
+    quick = replace(settings, upload_idle_s=0.5, reap_interval_s=0.05, client_max_sessions=0)
+    async with Runtime(quick, workers=False) as one, Runtime(quick, workers=False) as _two:
+        async with httpx.AsyncClient(base_url=one.url, timeout=30) as http:
+            sids = [(await http.post("/sessions", json={"size": 10})).json()["session_id"] for _ in range(6)]
+        await asyncio.sleep(1.5)
+    for sid in sids:
+        errors = [e for e in await history(redis, sid) if e.type == "error"]
+        assert [e.data["code"] for e in errors] == ["upload_idle"], sid
+    assert await redis.zcard(keys.ACTIVE) == 0 and await redis.zcard(keys.IDLE) == 0
