@@ -18,7 +18,7 @@ from gateway.errors import ApiError
 from gateway.lifecycle import UPLOADABLE, begin_upload, complete_upload, erase_upload
 from schemas.api import Accepted, ChunkStored, Complete, CreateSession, SessionCreated, SessionStatus
 from schemas.result import decode_result
-from streams.admission import touch
+from streams.admission import Heartbeat, touch
 from streams.chunks import KIND, SealedBuffers, append_sealed
 from streams.connection import Redis
 from streams.crypto import sealed_size
@@ -127,9 +127,10 @@ async def put_chunk(request: Request) -> Response:
     buffers: SealedBuffers = request.app.state.sealed_buffers
     buffer = buffers.take(sealed_size(chunk_size))
     epoch, sealing = cfg.stream.keyring.sealing(sid, KIND, index, memoryview(buffer)[: sealed_size(want)], want)
-    got = 0
+    got, heartbeat = 0, Heartbeat(r, cfg.stream, sid)
     try:
         async for part in request.stream():
+            await heartbeat.beat()
             got += len(part)
             if got > chunk_size:
                 raise ApiError(413, "chunk_too_large", f"chunks are at most {chunk_size} bytes")

@@ -72,9 +72,24 @@ async def release(r: Redis, sid: str) -> None:
     await r.eval(RELEASE, len(names), *names, sid)
 
 
-async def touch(r: Redis, cfg: StreamConfig, sid: str) -> None:
-    """Bytes arrived: push the idle deadline back (only while the session is still waiting for an upload)."""
-    await r.zadd(keys.IDLE, {sid: time.time() + cfg.upload_idle_s}, xx=True)
+async def touch(r: Redis, cfg: StreamConfig, sid: str, *, force: bool = False) -> None:
+    """Bytes arrived: push the idle deadline back (only while the session is still waiting for an upload,
+    unless ``force``: the reaper putting back a session it claimed but must not reap)."""
+    await r.zadd(keys.IDLE, {sid: time.time() + cfg.upload_idle_s}, xx=not force)
+
+
+class Heartbeat:
+    """Pushes an upload's idle deadline back while its bytes keep arriving: on a slow uplink one chunk can
+    take minutes, and the idle time is about silence, not speed. At most one write per third of it."""
+
+    def __init__(self, r: Redis, cfg: StreamConfig, sid: str) -> None:
+        self.r, self.cfg, self.sid = r, cfg, sid
+        self.due = time.monotonic() + cfg.upload_idle_s / 3
+
+    async def beat(self) -> None:
+        if time.monotonic() >= self.due:
+            self.due = time.monotonic() + self.cfg.upload_idle_s / 3
+            await touch(self.r, self.cfg, self.sid)
 
 
 async def settle(r: Redis, sid: str) -> None:

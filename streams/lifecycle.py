@@ -11,7 +11,7 @@ from redis.exceptions import ResponseError
 from schemas.errors import ErrorCode
 from schemas.events import EventType
 from streams import keys
-from streams.admission import claim_idle, idle_due, release
+from streams.admission import claim_idle, idle_due, release, touch
 from streams.audit import audit, pseudonym
 from streams.config import StreamConfig
 from streams.connection import Redis
@@ -103,12 +103,16 @@ async def reap_idle(r: Redis, cfg: StreamConfig) -> list[str]:
     """Fail the uploads that sent nothing for ``upload_idle_s``: media deleted, a final ``upload_idle``
     error event, slot freed. Safe to run from every gateway at once: each session is claimed by one.
 
-    A finished partial tus upload waits for its concatenation without sending bytes: it keeps its slot
-    (until the session TTL) but loses its idle deadline.
+    A tus PATCH in progress (its lock held) is bytes arriving: the deadline moves on. A finished partial
+    tus upload waits for its concatenation without sending bytes: it keeps its slot (until the session
+    TTL) but loses its idle deadline.
     """
     reaped: list[str] = []
     for sid in await idle_due(r):
         if not await claim_idle(r, sid):
+            continue
+        if await r.exists(keys.tus_lock(sid)):
+            await touch(r, cfg, sid, force=True)
             continue
         upload = await r.hmget(keys.tus(sid), ["concat", "offset", "length"])
         if upload[0] == b"partial" and upload[1] is not None and int(upload[1]) >= int(upload[2]):

@@ -128,3 +128,20 @@ async def test_two_gateways_reap_each_idle_session_once(settings: Settings, redi
         errors = [e for e in await history(redis, sid) if e.type == "error"]
         assert [e.data["code"] for e in errors] == ["upload_idle"], sid
     assert await redis.zcard(keys.ACTIVE) == 0 and await redis.zcard(keys.IDLE) == 0
+
+
+async def test_a_chunk_arriving_slowly_keeps_its_upload_alive(settings: Settings) -> None:
+    quick = replace(settings, upload_idle_s=1.0, reap_interval_s=0.1)
+    size = quick.chunk_size
+
+    async def slowly() -> AsyncIterator[bytes]:
+        for _ in range(8):
+            yield b"s" * (size // 8)
+            await asyncio.sleep(0.35)
+
+    async with Runtime(quick, workers=False) as rt, httpx.AsyncClient(base_url=rt.url, timeout=30) as http:
+        body = (await http.post("/sessions", json={"size": size})).json()
+        auth = {"Authorization": f"Bearer {body['token']}"}
+        put = await http.put(f"/sessions/{body['session_id']}/chunks/0", content=slowly(), headers=auth)
+        assert put.status_code == 200, put.text
+        assert (await http.get(f"/sessions/{body['session_id']}", headers=auth)).json()["state"] == "uploading"
