@@ -54,6 +54,9 @@ class LimitedHttpTools(HttpToolsProtocol):
         self.head_timer: asyncio.TimerHandle | None = None
         self.body_timer: asyncio.TimerHandle | None = None
         self.refused = False
+        self.body_seen = 0.0
+        """When body bytes last arrived: the one body timer checks it when it fires, rather than being
+        re-armed for every packet of a 1 MiB chunk."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -70,7 +73,7 @@ class LimitedHttpTools(HttpToolsProtocol):
             self._arm_head()
             self.head_bytes += len(data)
         elif self.body_timer is not None:
-            self._arm_body()
+            self.body_seen = self.loop.time()
         super().data_received(data)
         if self.in_head and self.head_bytes > self.limits.max_header_bytes and not self.transport.is_closing():
             self._refuse(_error(431, "Request Header Fields Too Large", "headers_too_large", HEADERS_TOO_LARGE))
@@ -105,8 +108,13 @@ class LimitedHttpTools(HttpToolsProtocol):
             self.head_timer = None
 
     def _arm_body(self) -> None:
+        """Count the body's quiet time from now; the timer fires when it would reach the limit."""
         self._cancel_body()
-        self.body_timer = self.loop.call_later(self.limits.body_idle_timeout_s, self._body_too_slow)
+        self.body_seen = self.loop.time()
+        self._body_check(self.limits.body_idle_timeout_s)
+
+    def _body_check(self, delay_s: float) -> None:
+        self.body_timer = self.loop.call_later(delay_s, self._body_too_slow)
 
     def _cancel_body(self) -> None:
         if self.body_timer is not None:
@@ -130,6 +138,10 @@ class LimitedHttpTools(HttpToolsProtocol):
         """The app is waiting for body bytes that do not come: close, so it sees a disconnect."""
         self.body_timer = None
         if self.transport.is_closing():
+            return
+        quiet = self.loop.time() - self.body_seen
+        if quiet < self.limits.body_idle_timeout_s:
+            self._body_check(self.limits.body_idle_timeout_s - quiet)
             return
         if self.flow is not None and self.flow.read_paused:
             self._arm_body()

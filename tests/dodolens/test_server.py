@@ -85,6 +85,18 @@ async def test_a_body_that_stops_coming_is_cut_off(limited: Runtime) -> None:
     assert time.monotonic() - started < 3.0
 
 
+async def test_a_body_that_keeps_coming_slowly_is_not_cut_off(limited: Runtime) -> None:
+    async with httpx.AsyncClient(base_url=limited.url) as http:
+        body = (await http.post("/sessions", json={"size": 100})).json()
+    reader, writer = await raw(limited)
+    writer.write((f"PUT /sessions/{body['session_id']}/chunks/0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                  f"Authorization: Bearer {body['token']}\r\nContent-Length: 100\r\n\r\n").encode())
+    for _ in range(5):
+        writer.write(b"x" * 20)
+        await asyncio.sleep(0.3)
+    assert (await answer(reader)).startswith(b"HTTP/1.1 200 ")
+
+
 async def test_connections_beyond_the_cap_get_503(limited: Runtime) -> None:
     held = [await raw(limited) for _ in range(8)]
     async with httpx.AsyncClient(base_url=limited.url) as http:
