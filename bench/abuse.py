@@ -76,33 +76,31 @@ def lockout() -> Goal:
 
 async def _lockout(base: str, redis_url: str, greedy_client: str) -> dict:
     r = aioredis.Redis.from_url(redis_url)
-    stats = {"greedy_sent": 0, "greedy_ok": 0, "greedy_429": 0, "greedy_other": 0, "retry_after_ok": True,
-             "other_sent": 0, "other_ok": 0, "max_held": 0, "max_hold_s": 0.0}
+    stats = {f"{who}_{what}": 0 for who in ("greedy", "other") for what in ("sent", "ok", "429", "other")}
+    stats.update(retry_after_ok=True, max_held=0, max_hold_s=0.0)
     greedy_sids: list[str] = []
     deadline = time.monotonic() + LOCKOUT_S
+
+    async def create(http: httpx.AsyncClient, who: str) -> dict | None:
+        """One POST /sessions, counted under ``who``; the body when it was admitted."""
+        answer = await http.post(f"{base}/sessions", json={"size": 10_000_000})
+        stats[f"{who}_sent"] += 1
+        outcome = {201: "ok", 429: "429"}.get(answer.status_code, "other")
+        stats[f"{who}_{outcome}"] += 1
+        if answer.status_code == 429:
+            stats["retry_after_ok"] &= int(answer.headers.get("retry-after", "0")) >= 1
+        return answer.json() if answer.status_code == 201 else None
 
     async def greedy() -> None:
         async with client_from("127.0.0.2") as http:
             while time.monotonic() < deadline:
-                answer = await http.post(f"{base}/sessions", json={"size": 10_000_000})
-                stats["greedy_sent"] += 1
-                if answer.status_code == 201:
-                    stats["greedy_ok"] += 1
-                    greedy_sids.append(answer.json()["session_id"])
-                elif answer.status_code == 429:
-                    stats["greedy_429"] += 1
-                    stats["retry_after_ok"] &= int(answer.headers.get("retry-after", "0")) >= 1
-                else:
-                    stats["greedy_other"] += 1
+                if body := await create(http, "greedy"):
+                    greedy_sids.append(body["session_id"])
 
     async def other() -> None:
         async with client_from("127.0.0.3") as http:
             while time.monotonic() < deadline:
-                answer = await http.post(f"{base}/sessions", json={"size": 10_000_000})
-                stats["other_sent"] += 1
-                if answer.status_code == 201:
-                    stats["other_ok"] += 1
-                    body = answer.json()
+                if body := await create(http, "other"):
                     await http.delete(f"{base}/sessions/{body['session_id']}",
                                       headers={"Authorization": f"Bearer {body['token']}"})
                 await asyncio.sleep(1.0)
