@@ -127,6 +127,7 @@ class Runtime:
             limits = HttpLimits(max_header_bytes=gateway_config.max_header_bytes,
                                 header_timeout_s=gateway_config.header_timeout_s,
                                 body_idle_timeout_s=gateway_config.body_idle_timeout_s,
+                                min_body_rate=gateway_config.min_body_rate,
                                 max_connections=gateway_config.max_connections)
             config = server_config(app, host=self.host, port=self.port, limits=limits,
                                    trusted_proxies=gateway_config.trusted_proxies, log_level="warning", lifespan="on",

@@ -3,8 +3,8 @@
 uvicorn offers a cap on concurrent connections (``limit_concurrency``: 503 beyond it), a keep-alive
 timeout and proxy-header handling for trusted proxies; ``h11_max_incomplete_event_size`` bounds
 headers only for the h11 parser, not for httptools (the faster one uvicorn picks when installed),
-and no parser bounds how long the head or a pause in the body may take. :class:`LimitedHttpTools`
-adds those three to uvicorn's httptools protocol, in the protocol itself, where the bytes arrive.
+and no parser bounds how long the head, a pause in the body or a trickle of it may take.
+:class:`LimitedHttpTools` adds those to uvicorn's httptools protocol, where the bytes arrive.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ class HttpLimits:
     """From a connection's (or request's) first byte to the end of its headers; beyond it: 408, closed."""
     body_idle_timeout_s: float = 30.0
     """Longest pause between two parts of a request body (while the app wants more); beyond it: closed."""
+    min_body_rate: int = 1024
+    """Bytes a second a body must average over each ``body_idle_timeout_s`` window: a byte every two
+    seconds is no pause, and would otherwise hold a connection for ever."""
     max_connections: int = 4096
     """Connections (and requests in progress) at once; beyond it uvicorn answers 503."""
     keep_alive_s: float = 5.0
@@ -54,9 +57,10 @@ class LimitedHttpTools(HttpToolsProtocol):
         self.head_timer: asyncio.TimerHandle | None = None
         self.body_timer: asyncio.TimerHandle | None = None
         self.refused = False
-        self.body_seen = 0.0
-        """When body bytes last arrived: the one body timer checks it when it fires, rather than being
-        re-armed for every packet of a 1 MiB chunk."""
+        self.body_seen = self.window_start = 0.0
+        """When body bytes last arrived, and when the current rate window began: the one body timer
+        checks them when it fires, rather than being re-armed for every packet of a 1 MiB chunk."""
+        self.window_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -74,6 +78,7 @@ class LimitedHttpTools(HttpToolsProtocol):
             self.head_bytes += len(data)
         elif self.body_timer is not None:
             self.body_seen = self.loop.time()
+            self.window_bytes += len(data)
         super().data_received(data)
         if self.in_head and self.head_bytes > self.limits.max_header_bytes and not self.transport.is_closing():
             self._refuse(_error(431, "Request Header Fields Too Large", "headers_too_large", HEADERS_TOO_LARGE))
@@ -108,9 +113,10 @@ class LimitedHttpTools(HttpToolsProtocol):
             self.head_timer = None
 
     def _arm_body(self) -> None:
-        """Count the body's quiet time from now; the timer fires when it would reach the limit."""
+        """Count the body's quiet time and its rate window from now."""
         self._cancel_body()
-        self.body_seen = self.loop.time()
+        self.body_seen = self.window_start = self.loop.time()
+        self.window_bytes = 0
         self._body_check(self.limits.body_idle_timeout_s)
 
     def _body_check(self, delay_s: float) -> None:
@@ -135,18 +141,24 @@ class LimitedHttpTools(HttpToolsProtocol):
         self._refuse(_error(408, "Request Timeout", "headers_too_slow", HEADERS_TOO_SLOW))
 
     def _body_too_slow(self) -> None:
-        """The app is waiting for body bytes that do not come: close, so it sees a disconnect."""
+        """The app waits for body bytes that do not come, or come too slowly: close, so it sees a disconnect.
+        While uvicorn itself paused reading (the app is busy), nothing counts against the client."""
         self.body_timer = None
         if self.transport.is_closing():
-            return
-        quiet = self.loop.time() - self.body_seen
-        if quiet < self.limits.body_idle_timeout_s:
-            self._body_check(self.limits.body_idle_timeout_s - quiet)
             return
         if self.flow is not None and self.flow.read_paused:
             self._arm_body()
             return
-        self.transport.close()
+        now, limit = self.loop.time(), self.limits.body_idle_timeout_s
+        if now - self.body_seen >= limit:
+            self.transport.close()
+            return
+        if now - self.window_start >= limit:
+            if self.window_bytes < self.limits.min_body_rate * (now - self.window_start):
+                self.transport.close()
+                return
+            self.window_start, self.window_bytes = now, 0
+        self._body_check(min(limit - (now - self.body_seen), limit - (now - self.window_start)))
 
     def _refuse(self, response: bytes) -> None:
         """Answer, then keep reading (and dropping) for a moment before closing: closing with unread bytes

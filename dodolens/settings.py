@@ -66,6 +66,7 @@ class Settings:
     max_header_bytes: int = 16 * 1024
     header_timeout_s: float = 10.0
     body_idle_timeout_s: float = 30.0
+    min_body_rate: int = 1024
     max_connections: int = 4096
     token_ttl_s: int = 3600
     openai_api_key: str | None = field(default=None, repr=False)
@@ -122,6 +123,7 @@ class Settings:
             max_header_bytes=int(get("MAX_HEADER_BYTES", d.max_header_bytes)),
             header_timeout_s=float(get("HEADER_TIMEOUT", d.header_timeout_s)),
             body_idle_timeout_s=float(get("BODY_IDLE_TIMEOUT", d.body_idle_timeout_s)),
+            min_body_rate=int(get("MIN_BODY_RATE", d.min_body_rate)),
             max_connections=int(get("MAX_CONNECTIONS", d.max_connections)),
             token_ttl_s=int(get("TOKEN_TTL", d.token_ttl_s)),
             openai_api_key=env.get("OPENAI_API_KEY") or None,
@@ -178,7 +180,8 @@ class Settings:
                              ws_ping_interval_s=self.ws_ping_interval_s,
                              session_check_interval_s=self.session_check_interval_s,
                              max_header_bytes=self.max_header_bytes, header_timeout_s=self.header_timeout_s,
-                             body_idle_timeout_s=self.body_idle_timeout_s, max_connections=self.max_connections)
+                             body_idle_timeout_s=self.body_idle_timeout_s, min_body_rate=self.min_body_rate,
+                             max_connections=self.max_connections)
 
     def worker_config(self, stream: StreamConfig) -> WorkerConfig:
         return WorkerConfig(

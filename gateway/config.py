@@ -35,4 +35,5 @@ class GatewayConfig:
     max_header_bytes: int = 16 * 1024
     header_timeout_s: float = 10.0
     body_idle_timeout_s: float = 30.0
+    min_body_rate: int = 1024
     max_connections: int = 4096

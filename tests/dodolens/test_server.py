@@ -19,7 +19,7 @@ from dodolens.settings import Settings
 @pytest.fixture
 async def limited(settings: Settings) -> AsyncIterator[Runtime]:
     strict = replace(settings, max_header_bytes=8 * 1024, header_timeout_s=0.5, body_idle_timeout_s=0.5,
-                     max_connections=8)
+                     min_body_rate=1000, max_connections=8)
     async with Runtime(strict, workers=False) as rt:
         yield rt
 
@@ -29,8 +29,11 @@ async def raw(rt: Runtime) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
 
 
 async def answer(reader: asyncio.StreamReader, timeout_s: float = 5.0) -> bytes:
-    """Everything the server sends until it closes the connection."""
-    return await asyncio.wait_for(reader.read(), timeout_s)
+    """Everything the server sends until it closes the connection (nothing, if it closed mid-request)."""
+    try:
+        return await asyncio.wait_for(reader.read(), timeout_s)
+    except ConnectionError:
+        return b""
 
 
 async def test_oversized_headers_get_431_without_stalling_anyone(limited: Runtime) -> None:
@@ -85,16 +88,32 @@ async def test_a_body_that_stops_coming_is_cut_off(limited: Runtime) -> None:
     assert time.monotonic() - started < 3.0
 
 
-async def test_a_body_that_keeps_coming_slowly_is_not_cut_off(limited: Runtime) -> None:
-    async with httpx.AsyncClient(base_url=limited.url) as http:
-        body = (await http.post("/sessions", json={"size": 100})).json()
-    reader, writer = await raw(limited)
+async def put_slowly(rt: Runtime, piece: int, pieces: int, every_s: float) -> bytes:
+    """PUT a chunk of ``piece * pieces`` bytes, one piece every ``every_s``; what the server answers."""
+    size = piece * pieces
+    async with httpx.AsyncClient(base_url=rt.url) as http:
+        body = (await http.post("/sessions", json={"size": size})).json()
+    reader, writer = await raw(rt)
     writer.write((f"PUT /sessions/{body['session_id']}/chunks/0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                  f"Authorization: Bearer {body['token']}\r\nContent-Length: 100\r\n\r\n").encode())
-    for _ in range(5):
-        writer.write(b"x" * 20)
-        await asyncio.sleep(0.3)
-    assert (await answer(reader)).startswith(b"HTTP/1.1 200 ")
+                  f"Authorization: Bearer {body['token']}\r\nContent-Length: {size}\r\n\r\n").encode())
+    try:
+        for _ in range(pieces):
+            writer.write(b"x" * piece)
+            await writer.drain()
+            await asyncio.sleep(every_s)
+    except ConnectionError:
+        pass
+    return await answer(reader)
+
+
+async def test_a_body_that_keeps_coming_at_a_fair_rate_is_not_cut_off(limited: Runtime) -> None:
+    assert (await put_slowly(limited, 1000, 5, 0.3)).startswith(b"HTTP/1.1 200 ")
+
+
+async def test_a_body_that_trickles_is_cut_off(limited: Runtime) -> None:
+    started = time.monotonic()
+    assert await put_slowly(limited, 1, 30, 0.1) == b""
+    assert time.monotonic() - started < 4.0
 
 
 async def test_connections_beyond_the_cap_get_503(limited: Runtime) -> None:
