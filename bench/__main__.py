@@ -10,12 +10,14 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import cli, clips, coverage, extraction, fanout, ingest, memory, pipeline, scaleout, tus_checksum
+from bench import abuse, cli, clips, coverage, extraction, fanout, ingest, memory, pipeline, scaleout, tus_checksum
 from bench.harness import ROOT, Goal, load_average
 from bench.report import render
 
+ABUSE = ("lockout", "race", "erasure", "restart")
+"""Issue 13's goals: they need no reference clip."""
 ORDER = ("extraction", "memory", "ingest", "latency", "fanout", "scaleout", "progressive", "load", "coverage", "selection",
-         "8k", "tus_checksum", "cli_help", "analyze_process")
+         "8k", "tus_checksum", "cli_help", "analyze_process", *ABUSE)
 
 
 def _latency_pair() -> Callable[[], list[Goal]]:
@@ -55,10 +57,14 @@ def main(argv: list[str] | None = None) -> int:
         "tus_checksum": tus_checksum.run,
         "cli_help": cli.help_goal,
         "analyze_process": lambda: cli.analyze_goal(clips.reference()),
+        "lockout": abuse.lockout,
+        "race": abuse.race,
+        "erasure": abuse.erasure,
+        "restart": abuse.restart,
     }
     started, began, load_before = datetime.now(timezone.utc), time.monotonic(), load_average()
-    if any(name not in ("fanout", "load", "coverage", "selection", "8k", "tus_checksum", "cli_help", "analyze_process")
-           for name in wanted):
+    if any(name not in ("fanout", "load", "coverage", "selection", "8k", "tus_checksum", "cli_help", "analyze_process",
+                        *ABUSE) for name in wanted):
         print("encoding the 60 s 1080p reference clip...", file=sys.stderr, flush=True)
         clips.reference()
     goals = []

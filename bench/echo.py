@@ -14,6 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from dodolens.server import HttpLimits, server_config
+
 
 async def drain(request: Request) -> JSONResponse:
     size = 0
@@ -25,4 +27,5 @@ async def drain(request: Request) -> JSONResponse:
 app = Starlette(routes=[Route("/sessions/{sid}/chunks/{index}", drain, methods=["PUT"])])
 
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+    uvicorn.Server(server_config(app, host="127.0.0.1", port=int(sys.argv[1]), limits=HttpLimits(),
+                                 log_level="warning")).run()

@@ -66,6 +66,7 @@ def env_for(redis_url: str, results_dir: str, **extra: str | int | float) -> dic
         "DODOLENS_MASTER_SECRET": SECRET.hex(),
         "DODOLENS_RESULTS_DB": str(Path(results_dir) / "results.sqlite3"),
         "DODOLENS_MAX_SESSIONS": "2000",
+        "DODOLENS_CLIENT_MAX_SESSIONS": "0",
         "PYTHONPATH": str(ROOT),
     })
     env.update({k: str(v) for k, v in extra.items()})

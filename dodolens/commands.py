@@ -14,6 +14,7 @@ import orjson
 from rich.console import Console
 
 from dodolens.client import analyze_bytes
+from dodolens.failures import Exit
 from dodolens.local import announce, with_local_up, withdraw
 from dodolens.runner import Runtime
 from dodolens.settings import Settings, SettingsError
@@ -94,12 +95,23 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def erase(args: argparse.Namespace, settings: Settings) -> int:
-    from dodolens.admin import erase_everywhere
+ERASE_EXIT = {"erased": 0, "already_erased": 3, "unknown": 4}
+"""``dodolens erase`` exit codes, so a script tells the three apart (2 stays "bad usage")."""
 
-    receipt = await erase_everywhere(with_local_up(settings, "erase"), args.session_id)
+
+async def erase(args: argparse.Namespace, settings: Settings) -> int:
+    from dodolens.admin import NotASessionId, erase_everywhere
+
+    try:
+        outcome, receipt = await erase_everywhere(with_local_up(settings, "erase"), args.session_id)
+    except NotASessionId as exc:
+        console.print(f"[red]dodolens:[/] {exc}")
+        return Exit.USAGE
     sys.stdout.write(orjson.dumps(receipt, option=orjson.OPT_INDENT_2).decode() + "\n")
-    return 0
+    if outcome.value != "erased":
+        status = ERASE_EXIT[outcome.value]
+        console.print(f"[yellow]{args.session_id}: {outcome.value.replace('_', ' ')}[/] (exit {status})")
+    return ERASE_EXIT[outcome.value]
 
 
 HANDLERS = {"analyze": analyze, "up": serve, "gateway": serve, "worker": serve, "erase": erase}

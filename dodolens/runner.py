@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from dodolens.server import HttpLimits, server_config
 from dodolens.settings import Settings
 from gateway.app import create_app
 from processors.analyze_job import analyze_job
@@ -132,9 +133,15 @@ class Runtime:
             self.port = self.port or free_port()
             gateway_config = s.gateway_config(self.stream)
             app = create_app(self.redis, gateway_config, self.sink)
-            config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", lifespan="on",
-                                    ws_ping_interval=gateway_config.ws_ping_interval_s,
-                                    ws_ping_timeout=gateway_config.ws_ping_interval_s)
+            limits = HttpLimits(max_header_bytes=gateway_config.max_header_bytes,
+                                header_timeout_s=gateway_config.header_timeout_s,
+                                body_idle_timeout_s=gateway_config.body_idle_timeout_s,
+                                min_body_rate=gateway_config.min_body_rate,
+                                max_connections=gateway_config.max_connections)
+            config = server_config(app, host=self.host, port=self.port, limits=limits,
+                                   trusted_proxies=gateway_config.trusted_proxies, log_level="warning", lifespan="on",
+                                   ws_ping_interval=gateway_config.ws_ping_interval_s,
+                                   ws_ping_timeout=gateway_config.ws_ping_interval_s)
             self.server = uvicorn.Server(config)
             self.tasks.append(asyncio.create_task(self.server.serve()))
             while not self.server.started:

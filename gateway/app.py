@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator
@@ -15,9 +16,10 @@ from starlette.routing import Route
 
 from gateway import admin, metrics
 from gateway.admin_auth import FailedAttempts
+from gateway.admission import run_housekeeping
 from gateway import hub as hub_module
 from gateway import openapi, pages, sessions, tus
-from gateway.audit import RequestAudit
+from gateway.audit import RefusedRequests, RequestAudit
 from gateway.config import GatewayConfig, ResultStore
 from gateway.errors import HANDLERS
 from streams.chunks import SealedBuffers
@@ -48,10 +50,14 @@ def create_app(redis: Redis, config: GatewayConfig, results: ResultStore) -> Sta
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.hub.start()
+        housekeeping = asyncio.create_task(run_housekeeping(redis, config), name="dodolens-housekeeping")
         try:
             yield
         finally:
+            housekeeping.cancel()
+            await asyncio.gather(housekeeping, return_exceptions=True)
             await app.state.hub.stop()
+            await app.state.refused.flush(redis, config.stream)
 
     routes = [
         Route("/healthz", healthz),
@@ -77,5 +83,6 @@ def create_app(redis: Redis, config: GatewayConfig, results: ResultStore) -> Sta
     app.state.metrics = app_metrics
     app.state.lag = LagTracker()
     app.state.admin_attempts = FailedAttempts()
+    app.state.refused = RefusedRequests()
     app.state.sealed_buffers = SealedBuffers()
     return app

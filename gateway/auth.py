@@ -13,6 +13,9 @@ from streams.crypto import Keyring, derive_key
 
 SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 UPLOAD_ID = re.compile(r"^([0-9a-f]{32})-([0-9a-f]{32})$")
+EXPIRY = re.compile(r"^[0-9]{1,12}$")
+"""ASCII digits only, and few: ``str.isdigit`` also accepts ``²`` and Arabic-Indic digits, which ``int``
+then refuses or reads, and a 4,400-digit expiry is more than ``int`` converts."""
 
 
 def new_session_id() -> str:
@@ -34,14 +37,15 @@ def issue_token(keyring: Keyring, sid: str, ttl_s: int, now: float | None = None
     return f"{expires}.{_signature(keyring, sid, expires)}", expires
 
 
-def check_token(keyring: Keyring, sid: str, token: str, now: float | None = None) -> str | None:
-    """None when the token is good for this session; otherwise why not."""
+def check_token(keyring: Keyring, sid: str, token: str, now: float | None = None, *, allow_expired: bool = False) -> str | None:
+    """None when the token is good for this session; otherwise why not. ``allow_expired`` accepts an authentic
+    token past its expiry (erasure: the right to erase lasts as long as the result is kept)."""
     expires_s, _, signature = token.partition(".")
-    if not expires_s.isdigit() or not signature:
+    if not EXPIRY.fullmatch(expires_s) or not signature.isascii():
         return "malformed token"
     if not hmac.compare_digest(signature, _signature(keyring, sid, int(expires_s))):
         return "token is not valid for this session"
-    if int(expires_s) < (now if now is not None else time.time()):
+    if not allow_expired and int(expires_s) < (now if now is not None else time.time()):
         return "token expired"
     return None
 

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 from streams.chunks import MediaGone
@@ -46,6 +46,11 @@ async def session_gone(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(410, "session_gone", str(exc))
 
 
+async def client_gone(_request: Request, _exc: Exception) -> JSONResponse:
+    """The client went away mid-body: nothing to tell it and nothing wrong here, so no log line."""
+    return error_response(400, "client_disconnected", "the request body ended before it was complete")
+
+
 async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     return error_response(500, "internal_error", "unexpected server error")
@@ -54,6 +59,7 @@ async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
 HANDLERS = {
     ApiError: api_error,
     MediaGone: session_gone,
+    ClientDisconnect: client_gone,
     HTTPException: http_error,
     **{cls: redis_unavailable for cls in RETRYABLE},
     Exception: unexpected,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
@@ -80,7 +81,7 @@ class Hub:
             await asyncio.sleep(self.check_interval_s)
             try:
                 for sid in list(self.subscribers):
-                    if await self.redis.exists(keys.meta(sid)) or await is_erased(self.redis, sid):
+                    if await self.redis.exists(keys.meta(sid)) or await is_erased(self.redis, self.stream, sid):
                         continue
                     last = await history_tail(self.redis, sid)
                     if last is not None and _closes(last):
@@ -177,6 +178,29 @@ def _closes(event: Event) -> bool:
     return event.type in TERMINAL_TYPES
 
 
+EVENT_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+
+
+async def _join_frame(ws: WebSocket) -> dict | None:
+    """The join frame of ``/session/{sid}``: a JSON object in a text frame, within 10 s; None otherwise."""
+    try:
+        message = await asyncio.wait_for(ws.receive(), 10)
+        join = orjson.loads(message["text"]) if message.get("text") is not None else None
+    except (asyncio.TimeoutError, orjson.JSONDecodeError, WebSocketDisconnect, RuntimeError):
+        return None
+    return join if isinstance(join, dict) else None
+
+
+async def _refuse(ws: WebSocket, sid: str, code: str, message: str, *, close: int = 4400) -> None:
+    """An ``error`` event first, then the close: a client always learns why."""
+    try:
+        await ws.send_json({"type": "error", "session_id": sid,
+                            "data": {"code": code, "message": message, "retryable": False, "final": True}})
+        await ws.close(code=close)
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+
+
 async def events_socket(ws: WebSocket) -> None:
     """Replay what the client missed after ``last_event_id``, then stream live until a terminal event."""
     sid = ws.path_params["sid"]
@@ -186,15 +210,17 @@ async def events_socket(ws: WebSocket) -> None:
     token = ws.query_params.get("token", "")
     last_id = ws.query_params.get("last_event_id") or None
     if ws.url.path.startswith("/session/") and not token:
-        try:
-            join = orjson.loads(await asyncio.wait_for(ws.receive_text(), 10))
-            token, last_id = str(join.get("token", "")), join.get("last_event_id") or last_id
-        except (asyncio.TimeoutError, orjson.JSONDecodeError, WebSocketDisconnect, AttributeError):
-            token = ""
+        join = await _join_frame(ws)
+        if join is None:
+            await _refuse(ws, sid, "bad_join", "the first frame must be JSON text: {\"token\": ..., \"last_event_id\"?: ...}")
+            return
+        token, last_id = str(join.get("token", "")), join.get("last_event_id") or last_id
     problem = "unknown session" if not valid_session_id(sid) else check_token(config.stream.keyring, sid, token)
     if problem:
-        await ws.send_json({"type": "error", "session_id": sid, "data": {"code": "bad_token", "message": problem, "retryable": False, "final": True}})
-        await ws.close(code=4401)
+        await _refuse(ws, sid, "bad_token", problem, close=4401)
+        return
+    if last_id is not None and not (isinstance(last_id, str) and EVENT_ID.fullmatch(last_id)):
+        await _refuse(ws, sid, "bad_last_event_id", "last_event_id is an event id as received, like '1700000000000-0'")
         return
     queue = await hub.subscribe(sid)
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from gateway.auth import issue_token, new_session_id
+from gateway.auth import issue_token
 from gateway.config import GatewayConfig, ResultStore
 from gateway.errors import ApiError
 from schemas.api import ErasureReceipt
@@ -25,14 +25,15 @@ from streams.sessions import (
     set_state,
 )
 
-async def begin_upload(r: Redis, cfg: GatewayConfig, size: int, content_type: str, *, protocol: str | None = None,
-                       follow: bool = True) -> tuple[str, str, float]:
-    """Create the session of an upload of ``size`` bytes; returns its id, its token and the token's expiry.
+
+async def begin_upload(r: Redis, cfg: GatewayConfig, sid: str, size: int, content_type: str, *,
+                       protocol: str | None = None, follow: bool = True) -> tuple[str, str, float]:
+    """Create the session ``sid`` (admitted by ``gateway.admission``) of an upload of ``size`` bytes;
+    returns its id, its token and the token's expiry.
 
     ``follow`` queues the job that reads the upload while it arrives (``processors.decode_jobs.follow_job``);
     a partial tus upload, never decoded on its own, goes without.
     """
-    sid = new_session_id()
     await create_session(r, cfg.stream, sid, size, content_type)
     tagged = {"protocol": protocol} if protocol else {}
     if protocol:

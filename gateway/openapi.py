@@ -44,7 +44,7 @@ ERRORS = {
     415: "Wrong Content-Type",
     422: "Body does not validate, or the chunk count or size does not match the upload",
     423: "Another request is writing this tus upload",
-    429: "Too many active sessions; retry after Retry-After seconds",
+    429: "Too many active sessions (overall or for this client); retry after Retry-After seconds",
     460: "Upload-Checksum does not match the body (nothing was stored)",
     503: "Storage unreachable; retry after Retry-After seconds",
 }
@@ -97,13 +97,19 @@ def components() -> dict[str, Any]:
     return top.get("$defs", {})
 
 
+API_KEY = {"name": "X-API-Key", "in": "header", "required": False, "schema": {"type": "string"},
+           "description": "Needed to create a session when the server is configured with API keys"}
+
+
 def session_paths() -> dict[str, Any]:
     created = _json(_ref(SessionCreated), "Session created; send its chunks with the token")
     return {
         "/sessions": {"post": {
             "operationId": "createSession", "summary": "Create an upload session",
+            "description": "When the server has API keys (DODOLENS_API_KEYS), send one in X-API-Key.",
+            "parameters": [API_KEY],
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(CreateSession)}}},
-            "responses": {"201": created, **_errors(400, 413, 415, 422, 429, 503)},
+            "responses": {"201": created, **_errors(400, 401, 403, 413, 415, 422, 429, 503)},
         }},
         "/sessions/{sid}": {
             "parameters": [SESSION_ID],
@@ -176,6 +182,7 @@ def tus_paths() -> dict[str, Any]:
                     {"name": "Upload-Metadata", "in": "header", "required": False, "schema": {"type": "string"}},
                     {"name": "Upload-Concat", "in": "header", "required": False, "schema": {"type": "string"}},
                     checksum,
+                    API_KEY,
                 ],
                 "requestBody": {"required": False, **body},
                 "responses": {

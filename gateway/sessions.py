@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.admission import admit_request
 from gateway.auth import check_token, valid_session_id
 from gateway.config import GatewayConfig
 from gateway.errors import ApiError
@@ -17,13 +19,13 @@ from gateway.lifecycle import begin_upload, complete_upload, erase_upload
 from schemas.api import Accepted, ChunkStored, Complete, CreateSession, SessionCreated, SessionStatus
 from schemas.lifecycle import UPLOADABLE
 from schemas.result import decode_result
+from streams.admission import Heartbeat, touch
 from streams.chunks import KIND, SealedBuffers, append_sealed
 from streams.connection import Redis
 from streams.crypto import sealed_size
 from streams.events import fan_out
 from streams.sessions import (
     State,
-    active_sessions,
     chunk_map,
     expected_chunks,
     expected_length,
@@ -33,6 +35,7 @@ from streams.sessions import (
 )
 
 M = TypeVar("M", bound=BaseModel)
+CHUNK_INDEX = re.compile(r"[0-9]{1,9}")
 
 
 def _cfg(request: Request) -> GatewayConfig:
@@ -79,12 +82,12 @@ def session_id(request: Request) -> str:
     return sid
 
 
-def authorize(request: Request, sid: str) -> None:
+def authorize(request: Request, sid: str, *, allow_expired: bool = False) -> None:
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else request.query_params.get("token", "")
     if not token:
         raise ApiError(401, "missing_token", "send the session token as 'Authorization: Bearer <token>'")
-    problem = check_token(_cfg(request).stream.keyring, sid, token)
+    problem = check_token(_cfg(request).stream.keyring, sid, token, allow_expired=allow_expired)
     if problem:
         raise ApiError(403 if problem != "token expired" else 401, "bad_token", problem)
 
@@ -102,10 +105,8 @@ async def create(request: Request) -> Response:
     body = await read_json(request, CreateSession)
     if body.size > cfg.stream.max_size:
         raise ApiError(413, "video_too_large", f"videos are limited to {cfg.stream.max_size} bytes")
-    if await active_sessions(r, cfg.stream) >= cfg.max_sessions:
-        raise ApiError(429, "too_many_sessions", "the service is busy; retry later",
-                       headers={"Retry-After": str(cfg.retry_after_s)})
-    sid, token, expires = await begin_upload(r, cfg, body.size, body.content_type or "application/octet-stream")
+    admitted = await admit_request(request)
+    sid, token, expires = await begin_upload(r, cfg, admitted, body.size, body.content_type or "application/octet-stream")
     count = expected_chunks(body.size, cfg.stream.chunk_size)
     out = SessionCreated(session_id=sid, token=token, chunk_size=cfg.stream.chunk_size, max_chunks=count, expires_at=expires)
     return json_response(out, 201)
@@ -115,10 +116,10 @@ async def put_chunk(request: Request) -> Response:
     cfg, r = _cfg(request), _redis(request)
     sid = session_id(request)
     authorize(request, sid)
-    try:
-        index = int(request.path_params["index"])
-    except ValueError:
-        raise ApiError(400, "bad_index", "the chunk index must be an integer") from None
+    raw_index = request.path_params["index"]
+    if not CHUNK_INDEX.fullmatch(raw_index):
+        raise ApiError(400, "bad_index", "the chunk index must be a non-negative integer in ASCII digits")
+    index = int(raw_index)
     meta = await session_meta(request, sid, "size", "chunk_size", "protocol")
     size, chunk_size = int(meta["size"]), int(meta["chunk_size"])
     count = expected_chunks(size, chunk_size)
@@ -132,15 +133,16 @@ async def put_chunk(request: Request) -> Response:
     buffers: SealedBuffers = request.app.state.sealed_buffers
     buffer = buffers.take(sealed_size(chunk_size))
     epoch, sealing = cfg.stream.keyring.sealing(sid, KIND, index, memoryview(buffer)[: sealed_size(want)], want)
-    got = 0
+    got, heartbeat = 0, Heartbeat(r, cfg.stream, sid)
     try:
         async for part in request.stream():
+            await heartbeat.beat()
             got += len(part)
             if got > chunk_size:
                 raise ApiError(413, "chunk_too_large", f"chunks are at most {chunk_size} bytes")
             if got <= want:
                 sealing.update(part)
-    except ApiError:
+    except (ApiError, ClientDisconnect):
         buffers.give(buffer)
         raise
     if got != want:
@@ -151,6 +153,7 @@ async def put_chunk(request: Request) -> Response:
     received, event = await append_sealed(r, cfg.stream, sid, index, want, epoch, sealing.finish(), mark_uploading=True,
                                           announce=count)
     buffers.give(buffer)
+    await touch(r, cfg.stream, sid)
     if event is not None:
         await fan_out(r, cfg.stream, event)
     return json_response(ChunkStored(session_id=sid, index=index, stored=received is not None))
@@ -203,7 +206,7 @@ async def result(request: Request) -> Response:
 
 async def erase(request: Request) -> Response:
     sid = session_id(request)
-    authorize(request, sid)
+    authorize(request, sid, allow_expired=True)
     return json_response(await erase_upload(_redis(request), _cfg(request), request.app.state.results, sid))
 
 

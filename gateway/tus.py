@@ -17,7 +17,7 @@ import functools
 import hashlib
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +26,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.admission import admit_request
 from gateway.auth import check_token, session_of_upload, upload_id_of, valid_session_id
 from gateway.config import GatewayConfig
 from gateway.errors import ApiError
@@ -40,7 +41,6 @@ from streams.events import publish
 from streams.lifecycle import fail_session
 from streams.sessions import (
     State,
-    active_sessions,
     chunk_map,
     expected_chunks,
     get_meta,
@@ -313,10 +313,8 @@ async def create(request: Request) -> Response:
     body = has_body(request)
     if body and request.headers.get("content-type", "").split(";")[0].strip().lower() != OFFSET_TYPE:
         raise ApiError(415, "unsupported_media_type", f"an upload body is sent as {OFFSET_TYPE}")
-    if await active_sessions(r, cfg.stream) >= cfg.max_sessions:
-        raise ApiError(429, "too_many_sessions", "the service is busy; retry later",
-                       headers={"Retry-After": str(cfg.retry_after_s)})
-    sid, token, _expires = await begin_upload(r, cfg, length, content_type_of(metadata),
+    admitted = await admit_request(request)
+    sid, token, _expires = await begin_upload(r, cfg, admitted, length, content_type_of(metadata),
                                               protocol=PARTIAL if concat else PROTOCOL, follow=not concat)
     upload = await create_upload(r, cfg.stream, sid, length, concat=concat, metadata=header)
     headers = created_headers(request, sid, token)
@@ -380,7 +378,8 @@ async def create_final(request: Request, concat: str, metadata: dict[str, bytes 
     length = sum(p.length for p in parts)
     if length > cfg.stream.max_size:
         raise ApiError(413, "video_too_large", f"videos are limited to {cfg.stream.max_size} bytes")
-    sid, token, _expires = await begin_upload(r, cfg, length, content_type_of(metadata), protocol=PROTOCOL)
+    admitted = await admit_request(request, force=True)
+    sid, token, _expires = await begin_upload(r, cfg, admitted, length, content_type_of(metadata), protocol=PROTOCOL)
     listed = "final;" + " ".join(f"/files/{upload_id_of(cfg.stream.keyring, p.sid)}" for p in parts)
     await create_upload(r, cfg.stream, sid, length, concat=listed, metadata=header)
     count = expected_chunks(length, cfg.stream.chunk_size)

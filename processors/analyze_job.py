@@ -108,7 +108,7 @@ async def analyze_job(r: Redis, cfg: WorkerConfig, sink: ResultSink, job: Job,
         except ResultTooLarge as exc:
             await fail_session(r, cfg.stream, sid, ErrorCode.RESULT_TOO_LARGE, str(exc))
             return
-        if await is_erased(r, sid):
+        if await is_erased(r, cfg.stream, sid):
             return
         try:
             await sink.put(sid, blob)

@@ -314,7 +314,7 @@ async def decode_stored(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, si
 
 async def deliver(r: Redis, cfg: WorkerConfig, sid: str, media: DecodedMedia, started: float, **facts: int) -> None:
     """Frames and audio into Redis, chunks out, the session queued for analysis, the client told."""
-    if await is_erased(r, sid):
+    if await is_erased(r, cfg.stream, sid):
         await delete_media(r, sid)
         return
     decode_s = time.time() - started

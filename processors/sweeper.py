@@ -19,6 +19,7 @@ from schemas.errors import ErrorCode
 from schemas.events import ErrorData
 from schemas.lifecycle import FINISHED
 from streams import keys
+from streams.admission import release
 from streams.audit import audit
 from streams.config import StreamConfig
 from streams.connection import RETRYABLE, Redis, as_str, info_per_node
@@ -79,7 +80,7 @@ async def sweep_expired(r: Redis, cfg: StreamConfig, report: SweepReport) -> Non
         sid = as_str(raw)
         if await get_meta(r, sid) is not None:
             continue
-        await r.zrem(keys.ACTIVE, sid)
+        await release(r, sid)
         await r.delete(*keys.media_keys(sid))
         await publish(r, cfg, sid, ErrorData(code=ErrorCode.MEDIA_EXPIRED, retryable=True, final=True,
                                              message="the session expired before it finished; upload again"))
@@ -106,7 +107,7 @@ async def relieve_memory(r: Redis, cfg: StreamConfig, report: SweepReport, thres
             await alert(r, "memory_pressure", fraction=round(fraction, 3), sessions=0)
             return
         sid = as_str(oldest[0])
-        await r.zrem(keys.ACTIVE, sid)
+        await release(r, sid)
         await fail_session(r, cfg, sid, ErrorCode.MEMORY_PRESSURE,
                            "the service ran short of memory and dropped this upload; upload again", retryable=True)
         report.pressure_failed.append(sid)

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class CreateSession(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    size: int = Field(gt=0, description="Total size of the video in bytes")
+    size: int = Field(gt=0, strict=True, description="Total size of the video in bytes")
     filename: str | None = Field(None, max_length=255, description="Accepted, never stored")
     content_type: str | None = Field(None, max_length=100)
 
@@ -30,7 +30,7 @@ class ChunkStored(BaseModel):
 class Complete(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    chunks: int = Field(ge=1)
+    chunks: int = Field(ge=1, strict=True)
     sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
 
 

@@ -24,4 +24,5 @@ class ErrorCode(StrEnum):
     SINK_FAILED = "sink_failed"
     TOO_MANY_ATTEMPTS = "too_many_attempts"
     MEMORY_PRESSURE = "memory_pressure"
+    UPLOAD_IDLE = "upload_idle"
     INTERNAL = "internal_error"

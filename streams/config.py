@@ -131,7 +131,8 @@ def settings_by_name(config: type) -> dict[str, tuple[str, ...]]:
 
 def _replace_at(config: Any, path: tuple[str, ...], value: object) -> Any:
     head, *rest = path
-    return dataclasses.replace(config, **{head: _replace_at(getattr(config, head), tuple(rest), value) if rest else value})
+    inner = _replace_at(getattr(config, head), tuple(rest), value) if rest else value
+    return dataclasses.replace(config, **{head: inner})
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,12 @@ class StreamConfig:
     max_size: int = setting("DODOLENS_MAX_SIZE", 512 * MiB, "largest video accepted (413 beyond)")
     chunk_ttl_s: int = setting("DODOLENS_CHUNK_TTL", 300, "seconds a sealed chunk lives in Redis")
     session_ttl_s: int = setting("DODOLENS_SESSION_TTL", 600, "seconds a session lives in Redis")
+    upload_idle_s: float = setting("DODOLENS_UPLOAD_IDLE", 30.0, "seconds without a chunk (after creation or the last "
+                                   "chunk) before an upload is reaped (`upload_idle`)")
     session_events_maxlen: int = 200
     global_maxlen: int = 10_000
+    events_retention_s: int = setting("DODOLENS_EVENTS_RETENTION", 30, "seconds `dodo:events` (live fan-out only; "
+                                      "the session streams keep history) keeps an entry")
     analytics_days: int = setting("DODOLENS_ANALYTICS_DAYS", 30, "retention of `dodo:analytics`, days")
     audit_days: int = setting("DODOLENS_AUDIT_DAYS", 90, "retention of `dodo:audit`, days")
 

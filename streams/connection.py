@@ -11,6 +11,7 @@ import redis.cluster
 from redis.asyncio.cluster import RedisCluster
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, ResponseError, TimeoutError
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.retry import Retry
 
 Redis = Union[aioredis.Redis, RedisCluster]
@@ -35,22 +36,38 @@ def str_fields(raw: Mapping[Any, Any]) -> dict[str, str]:
 
 
 def connect(url: str, *, cluster: bool = False, timeout_s: float = 5.0) -> Redis:
-    """A client with short timeouts so an outage surfaces fast instead of hanging requests."""
+    """A client with short timeouts so an outage surfaces fast instead of hanging requests.
+
+    It needs ``redis.asyncio.retry.Retry``: the blocking ``Retry`` hands back the coroutine unawaited, so
+    with it a dropped connection was never retried at all."""
+    options = {**_options(timeout_s), "retry": AsyncRetry(_backoff(), retries=RETRIES)}
     if cluster:
-        return RedisCluster.from_url(url, **_options(timeout_s))
-    return aioredis.Redis.from_url(url, retry_on_error=[ConnectionError, TimeoutError], **_options(timeout_s))
+        return RedisCluster.from_url(url, **options)
+    return aioredis.Redis.from_url(url, retry_on_error=[ConnectionError, TimeoutError], **options)
 
 
 def connect_blocking(url: str, *, cluster: bool = False, timeout_s: float = 5.0) -> BlockingRedis:
     """A thread-safe blocking client, for the reads a decode thread makes itself (see ``streams.blocking``)."""
+    options = {**_options(timeout_s), "retry": Retry(_backoff(), retries=RETRIES)}
     if cluster:
-        return redis.cluster.RedisCluster.from_url(url, **_options(timeout_s))
-    return redis.Redis.from_url(url, retry_on_error=[ConnectionError, TimeoutError], **_options(timeout_s))
+        return redis.cluster.RedisCluster.from_url(url, **options)
+    return redis.Redis.from_url(url, retry_on_error=[ConnectionError, TimeoutError], **options)
+
+
+RETRIES = 1
+"""A command that meets a dropped connection is sent once more, on a fresh one. After a Redis restart every
+pooled connection is dead without knowing it: the command sent on it never reached a server, so sending it
+again is safe. (A PING health check before every reuse would cost a round trip on the hot path.)"""
+HEALTH_CHECK_S = 15
+
+
+def _backoff() -> ExponentialBackoff:
+    return ExponentialBackoff(cap=0.5, base=0.05)
 
 
 def _options(timeout_s: float) -> dict:
-    return {"retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2), "socket_timeout": timeout_s,
-            "socket_connect_timeout": min(timeout_s, 2.0), "health_check_interval": 15}
+    return {"socket_timeout": timeout_s, "socket_connect_timeout": min(timeout_s, 2.0),
+            "health_check_interval": HEALTH_CHECK_S}
 
 
 async def persistence_problems(client: Redis) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -69,11 +70,28 @@ async def publish(r: Redis, cfg: StreamConfig, sid: str, data: EventData) -> Eve
     return event
 
 
+def live_events_minid(cfg: StreamConfig, now: float | None = None) -> str:
+    """Stream id below which ``dodo:events`` entries are past ``events_retention_s``."""
+    return f"{int(((now if now is not None else time.time()) - cfg.events_retention_s) * 1000)}-0"
+
+
+def live_copy(event: Event) -> bytes:
+    """What ``dodo:events`` carries: the event with its result cut down to the timings and token count the
+    gateways' metrics read. Gateways send a watched session's events from its own stream (which erasure
+    deletes), so the inventory never sits in the shared stream."""
+    result = event.data.get("result")
+    if not isinstance(result, dict):
+        return event.model_dump_json().encode()
+    analysis = result.get("analysis") if isinstance(result.get("analysis"), dict) else {}
+    summary = {"timings": result.get("timings"), "analysis": {k: analysis.get(k) for k in ("model", "tokens")}}
+    return event.model_copy(update={"data": {**event.data, "result": summary}}).model_dump_json().encode()
+
+
 async def fan_out(r: Redis, cfg: StreamConfig, event: Event) -> None:
-    """An event already in its session's stream goes to ``dodo:events`` (live) and to the hooks, in one
-    round trip. Only a failure of the live copy raises; a hook's failed write is logged."""
+    """An event already in its session's stream goes to ``dodo:events`` (live, kept ``events_retention_s``)
+    and to the hooks, in one round trip. Only a failure of the live copy raises; a hook's failed write is logged."""
     async with r.pipeline(transaction=False) as pipe:
-        pipe.xadd(keys.EVENTS, {"e": event.model_dump_json()}, maxlen=cfg.global_maxlen, approximate=True)
+        pipe.xadd(keys.EVENTS, {"e": live_copy(event)}, minid=live_events_minid(cfg), approximate=False)
         for hook in tuple(_hooks):
             hook(pipe, cfg, event)
         live, *hooked = await pipe.execute(raise_on_error=False)

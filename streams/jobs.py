@@ -60,7 +60,13 @@ async def deliveries(r: Redis, stream: str, group: str, entry_id: str) -> int:
 
 
 async def ack(r: Redis, stream: str, group: str, entry_id: str) -> None:
-    await r.xack(stream, group, entry_id)
+    """Acknowledge and delete: a done job's entry names its session and must not outlive it.
+
+    Redis 7 has no XACKDEL (8.2 has); both commands go in one MULTI on the one stream key."""
+    async with r.pipeline(transaction=True) as pipe:
+        pipe.xack(stream, group, entry_id)
+        pipe.xdel(stream, entry_id)
+        await pipe.execute()
 
 
 async def dead_letter(r: Redis, cfg: StreamConfig, job: Job, reason: str) -> None:

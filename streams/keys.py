@@ -16,10 +16,17 @@ EVENTS = f"{PREFIX}:events"
 ANALYTICS = f"{PREFIX}:analytics"
 AUDIT = f"{PREFIX}:audit"
 DEAD = f"{PREFIX}:dead"
-ACTIVE = f"{PREFIX}:active"
+ADMISSION = "{admission}"
+"""Hash tag of the admission keys: one atomic script counts and admits, so they share one cluster slot."""
+ACTIVE = f"{PREFIX}:{ADMISSION}:active"
 """Sorted set of live session ids scored by creation time (backpressure and sweeping)."""
+IDLE = f"{PREFIX}:{ADMISSION}:idle"
+"""Sorted set of sessions still uploading, scored by when they are reaped unless a chunk arrives first."""
+OWNERS = f"{PREFIX}:{ADMISSION}:owners"
+"""Hash: session id -> the pseudonym of the client that created it (to free its quota slot)."""
 ERASED = f"{PREFIX}:erased"
-"""Sorted set of erased session ids scored by erasure time, so late workers write nothing."""
+"""Sorted set of erased sessions' keyed pseudonyms (never their ids) scored by erasure time, so late
+workers write nothing."""
 ALERTS = f"{PREFIX}:alerts"
 CONTROL = f"{PREFIX}:control"
 """Operator requests every worker process acts on (``streams.control``); answers go to :func:`control_replies`."""
@@ -31,7 +38,8 @@ ANALYZERS = "analyzers"
 GROUPS: dict[str, str] = {JOBS: DECODERS, FOLLOW: FOLLOWERS, ANALYZE: ANALYZERS}
 """Work stream -> its consumer group."""
 
-RESERVED = frozenset({JOBS, FOLLOW, ANALYZE, EVENTS, ANALYTICS, AUDIT, DEAD, ACTIVE, ERASED, ALERTS, CONTROL})
+RESERVED = frozenset({JOBS, FOLLOW, ANALYZE, EVENTS, ANALYTICS, AUDIT, DEAD, ACTIVE, IDLE, OWNERS, ERASED, ALERTS,
+                      CONTROL})
 """Global keys DodoLens reads or writes: never a target for an operator's copy (replay --publish)."""
 
 
@@ -43,6 +51,11 @@ def control_replies(request_id: str) -> str:
 def control_claim(request_id: str, task: str) -> str:
     """Held by the one worker doing ``task`` of a request that only one of them should do."""
     return f"{CONTROL}:{request_id}:{task}"
+
+
+def client_sessions(client: str) -> str:
+    """Sorted set of the live sessions one client (a keyed pseudonym of its address) created."""
+    return f"{PREFIX}:{ADMISSION}:client:{client}"
 
 
 def _session(sid: str, what: str) -> str:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 
-from schemas.lifecycle import FINISHED, LUA, State
+from schemas.lifecycle import FINISHED, LUA, UPLOADABLE, State
 from streams import keys
+from streams.admission import release, settle
+from streams.audit import pseudonym
 from streams.config import StreamConfig
 from streams.connection import Redis, str_fields
 
@@ -104,7 +106,9 @@ async def set_state(r: Redis, cfg: StreamConfig, sid: str, state: State, **field
     """Move a session on; an erased or expired session (no meta) stays gone."""
     updated = await update_meta(r, cfg, sid, state=state.value, updated_at=time.time(), **fields)
     if updated and state in FINISHED:
-        await r.zrem(keys.ACTIVE, sid)
+        await release(r, sid)
+    elif updated and state not in UPLOADABLE:
+        await settle(r, sid)
 
 
 async def active_sessions(r: Redis, cfg: StreamConfig) -> int:
@@ -112,8 +116,9 @@ async def active_sessions(r: Redis, cfg: StreamConfig) -> int:
     return int(await r.zcount(keys.ACTIVE, time.time() - cfg.session_ttl_s, "+inf"))
 
 
-async def is_erased(r: Redis, sid: str) -> bool:
-    return await r.zscore(keys.ERASED, sid) is not None
+async def is_erased(r: Redis, cfg: StreamConfig, sid: str) -> bool:
+    """The tombstone holds a keyed pseudonym of the id, never the id itself."""
+    return await r.zscore(keys.ERASED, pseudonym(cfg, sid)) is not None
 
 
 def chunk_map(meta: dict[str, str]) -> dict[int, tuple[str, int]]:

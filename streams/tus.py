@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from streams import keys
+from streams.admission import release, touch
 from streams.chunks import KIND, append_sealed, promote_staged
 from streams.config import StreamConfig
 from streams.connection import Redis, str_fields
@@ -121,6 +122,7 @@ async def commit(r: Redis, cfg: StreamConfig, sid: str, offset: int, tail: bytes
         pipe.expire(keys.chunks(sid), cfg.chunk_ttl_s)
         pipe.pexpire(keys.tus_lock(sid), LOCK_TTL_MS)
         await pipe.execute()
+    await touch(r, cfg, sid)
     return expires_at
 
 
@@ -146,7 +148,7 @@ async def wait_unlocked(r: Redis, sid: str, timeout_s: float = 3.0) -> None:
 async def discard(r: Redis, sid: str) -> None:
     """Drop every key of an upload that was consumed (a partial upload after concatenation)."""
     await r.delete(*keys.session_keys(sid))
-    await r.zrem(keys.ACTIVE, sid)
+    await release(r, sid)
 
 
 class ChunkWriter:

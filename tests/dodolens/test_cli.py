@@ -86,8 +86,21 @@ def test_erase_removes_a_sessions_keys_and_its_result(tmp_path: Path, redis_serv
     assert [k for k in client.scan_iter(match=f"dodo:{{{sid}}}:*") if not k.endswith(b":events")] == []
     with sqlite3.connect(tmp_path / "results.sqlite3") as db:
         assert db.execute("select count(*) from results where session_id = ?", (sid,)).fetchone() == (0,)
-    again = orjson.loads(dodolens("erase", sid, env=env).stdout)
-    assert again["result_deleted"] is False
+    again = dodolens("erase", sid, env=env)
+    assert again.returncode == 3 and orjson.loads(again.stdout)["outcome"] == "already_erased"
+
+
+def test_erase_tells_an_unknown_id_apart_and_writes_nothing(tmp_path: Path, redis_server: EmbeddedRedis) -> None:
+    env = clean_env(tmp_path, REDIS_URL=redis_server.url, DODOLENS_MASTER_SECRET="ef" * 32)
+    client = sync_redis.Redis.from_url(redis_server.url)
+    client.set("unrelated", "x")
+    before = {k: client.type(k) for k in client.scan_iter()}
+    unknown = dodolens("erase", "0123456789abcdef" * 2, env=env)
+    assert unknown.returncode == 4 and orjson.loads(unknown.stdout)["outcome"] == "unknown"
+    assert {k: client.type(k) for k in client.scan_iter()} == before
+    assert client.xlen("dodo:audit") == 0
+    malformed = dodolens("erase", "not-a-session", env=env)
+    assert malformed.returncode == 2 and b"not a session id" in malformed.stderr
 
 
 def test_help_starts_without_loading_the_pipeline() -> None:

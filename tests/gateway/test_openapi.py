@@ -48,7 +48,7 @@ schemathesis.openapi.media_type("application/offset+octet-stream", st.binary(max
 @pytest.fixture
 async def roomy(settings: Settings) -> AsyncIterator[Runtime]:
     """A gateway that never answers 429, so fuzzing reaches past session creation."""
-    rt = await Runtime(settings.with_overrides(max_sessions=100_000), workers=False).start()
+    rt = await Runtime(settings.with_overrides(max_sessions=100_000, client_max_sessions=0), workers=False).start()
     try:
         yield rt
     finally:

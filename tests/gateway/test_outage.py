@@ -45,3 +45,16 @@ async def test_outage_answers_503_then_everything_resumes(settings: Settings, re
 
         outcome = await asyncio.wait_for(analyze_bytes(rt.url, make_video(duration=2.0)), 60)
         assert outcome.result is not None, outcome.events[-1]
+
+
+async def test_no_request_fails_once_ready_after_a_restart(settings: Settings, redis_server: EmbeddedRedis) -> None:
+    """Every pooled connection outlives the old server; none may cost a client a 503."""
+    roomy = settings.with_overrides(max_sessions=1000, client_max_sessions=0)
+    async with Runtime(roomy, workers=False) as rt, httpx.AsyncClient(base_url=rt.url, timeout=30) as http:
+        for _ in range(3):
+            await asyncio.gather(*(http.post("/sessions", json={"size": 10}) for _ in range(12)))
+            redis_server.stop()
+            redis_server.start()
+            await wait_ready(http)
+            answers = await asyncio.gather(*(http.post("/sessions", json={"size": 10}) for _ in range(12)))
+            assert [a.status_code for a in answers] == [201] * 12

@@ -137,6 +137,14 @@ async def stream_ids(redis: Redis, stream: str) -> set[str]:
     return {entry_id.decode() for entry_id, _ in await redis.xrange(stream)}
 
 
+async def queued_on(redis: Redis, sid: str, field: str) -> str:
+    """The work stream of the job named by meta ``field``. A done job's entry is deleted, but its id is the
+    time it was queued: the follow job's at creation, the decode job's at completion."""
+    entry, uploaded_at = await redis.hmget(keys.meta(sid), [field, "uploaded_at"])
+    queued_ms = int(entry.decode().partition("-")[0])
+    return keys.FOLLOW if queued_ms < int(float(uploaded_at) * 1000) else keys.JOBS
+
+
 STREAMING_UPLOADS = {
     "webm_vp9": dict(codec="vp9"),
     "mediarecorder_webm_keyframes_3_s_apart": dict(codec="vp8", live=True, gop=90, fps=30),
@@ -179,7 +187,7 @@ async def test_a_follow_decode_checks_the_declared_sha256(small_chunks: Runtime,
         await complete(http, sid, auth, count, "1" * 64)
         kind, data = await final_event(redis, sid)
     assert kind == "error" and data["code"] == "checksum_mismatch"
-    assert await meta_field(redis, sid, "decoder") in await stream_ids(redis, keys.FOLLOW)
+    assert await queued_on(redis, sid, "decoder") == keys.FOLLOW
     assert not any([await redis.exists(k) for k in keys.media_keys(sid)])
 
 
@@ -206,7 +214,7 @@ async def test_an_mp4_whose_index_at_the_end_is_sent_first_is_decoded_while_the_
         kind, data = await final_event(redis, sid)
     assert kind == "frames_extracted" and data["frames"] >= 2 and data["audio"]
     assert abs(data["duration"] - 8.0) < 0.2 and data["timestamps"][-1] > 5.0
-    assert await meta_field(redis, sid, "decoder") in await stream_ids(redis, keys.FOLLOW)
+    assert await queued_on(redis, sid, "decoder") == keys.FOLLOW
     assert await meta_field(redis, sid, "hasher") is None
 
 
@@ -222,7 +230,7 @@ async def test_an_index_sent_first_that_does_not_open_falls_back_to_the_seeking_
         await complete(http, sid, auth, count)
         kind, data = await final_event(redis, sid)
     assert kind == "error" and data["code"] in ("truncated_video", "not_a_video"), data
-    assert await meta_field(redis, sid, "decoder") in await stream_ids(redis, keys.FOLLOW)
+    assert await queued_on(redis, sid, "decoder") == keys.FOLLOW
     assert not any([await redis.exists(k) for k in keys.media_keys(sid)])
 
 
@@ -246,8 +254,8 @@ async def test_an_mp4_sent_in_plain_order_is_hashed_as_it_arrives_and_decoded_af
         await complete(http, sid, auth, count, sha)
         kind, data = await final_event(redis, sid)
     assert kind == "frames_extracted" and data["frames"] >= 2
-    assert await meta_field(redis, sid, "decoder") in await stream_ids(redis, keys.JOBS)
-    assert await meta_field(redis, sid, "hasher") in await stream_ids(redis, keys.FOLLOW)
+    assert await queued_on(redis, sid, "decoder") == keys.JOBS
+    assert await queued_on(redis, sid, "hasher") == keys.FOLLOW
     assert await meta_field(redis, sid, "sha256_verified") == sha
     assert await meta_field(redis, sid, "followed") is None
 
@@ -265,7 +273,7 @@ async def test_an_upload_that_goes_quiet_is_given_back_to_the_completion_decode(
         await complete(http, sid, {"Authorization": f"Bearer {token}"}, count)
         kind, data = await final_event(redis, sid)
     assert kind == "frames_extracted"
-    assert await meta_field(redis, sid, "decoder") in await stream_ids(redis, keys.JOBS)
+    assert await queued_on(redis, sid, "decoder") == keys.JOBS
 
 
 async def test_too_few_keyframes_fall_back_to_the_seeking_decode(small_chunks: Runtime, redis: Redis) -> None:
@@ -277,7 +285,7 @@ async def test_too_few_keyframes_fall_back_to_the_seeking_decode(small_chunks: R
         kind, data = await final_event(redis, sid)
     assert kind == "frames_extracted" and data["frames"] >= 2
     assert data["timestamps"][-1] > 4.0
-    assert await meta_field(redis, sid, "decoder") in await stream_ids(redis, keys.FOLLOW)
+    assert await queued_on(redis, sid, "decoder") == keys.FOLLOW
 
 
 async def _has(redis: Redis, sid: str, name: str, value: str | None) -> bool:
@@ -299,5 +307,5 @@ async def test_a_tus_upload_is_followed_like_a_chunk_upload(small_chunks: Runtim
             assert sent.status_code == 204, sent.text
         kind, data = await final_event(redis, sid)
     assert kind == "frames_extracted" and data["frames"] >= 2
-    assert await meta_field(redis, sid, "decoder") in await stream_ids(redis, keys.FOLLOW)
+    assert await queued_on(redis, sid, "decoder") == keys.FOLLOW
     assert await meta_field(redis, sid, "followed") == str(-(-len(video) // (64 * 1024)))
