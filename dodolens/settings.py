@@ -12,6 +12,7 @@ from gateway.config import GatewayConfig
 from processors.analyzer import AnalyzerConfig
 from processors.config import WorkerConfig
 from processors.decode import DecodeLimits
+from processors.delivery import DeliveryConfig
 from streams.config import MiB, StreamConfig
 from streams.crypto import Keyring
 
@@ -64,6 +65,8 @@ class Settings:
     airtable_base_id: str | None = None
     airtable_table: str = "results"
     airtable_endpoint: str | None = None
+    airtable_lock_s: float = 30.0
+    result_hold_s: int = 86_400
     results_db: str = "dodolens-results.sqlite3"
     frames: int = 8
     max_deliveries: int = 3
@@ -110,6 +113,8 @@ class Settings:
             airtable_base_id=env.get("DODOLENS_AIRTABLE_BASE_ID") or None,
             airtable_table=get("AIRTABLE_TABLE", d.airtable_table),
             airtable_endpoint=env.get("DODOLENS_AIRTABLE_ENDPOINT") or None,
+            airtable_lock_s=float(get("AIRTABLE_LOCK", d.airtable_lock_s)),
+            result_hold_s=int(get("RESULT_HOLD", d.result_hold_s)),
             results_db=get("RESULTS_DB", d.results_db),
             frames=int(get("FRAMES", d.frames)),
             max_deliveries=int(get("MAX_DELIVERIES", d.max_deliveries)),
@@ -161,6 +166,7 @@ class Settings:
                 image_detail=self.image_detail,
             ),
             limits=DecodeLimits(frame_count=self.frames, threads=self.decode_threads),
+            delivery=DeliveryConfig(hold_s=self.result_hold_s),
             decode_concurrency=self.decode_concurrency,
             follow_concurrency=self.follow_concurrency,
             follow_idle_s=self.follow_idle_s,

@@ -9,7 +9,8 @@ import openai
 
 from processors.analyzer import Analysis, AnalysisError, analyze
 from processors.config import WorkerConfig
-from processors.sinks import ResultSink, SinkError
+from processors.delivery import deliver
+from processors.sinks import ResultSink
 from schemas.errors import ErrorCode
 from schemas.events import EventType, utc_now
 from schemas.result import AnalysisInfo, AnalysisStatus, Result, ResultTooLarge, Timings, VideoInfo, encode_result
@@ -19,6 +20,7 @@ from streams.events import publish
 from streams.jobs import Job
 from streams.lifecycle import fail_session, pending_meta
 from streams.media import delete_media, load_audio, load_frames
+from streams.results import keep_result
 from streams.sessions import State, get_meta, is_erased, set_state
 
 
@@ -105,14 +107,8 @@ async def analyze_job(r: Redis, cfg: WorkerConfig, sink: ResultSink, job: Job,
             return
         if await is_erased(r, sid):
             return
-        try:
-            await sink.put(sid, blob)
-        except SinkError as exc:
-            await fail_session(r, cfg.stream, sid, ErrorCode.SINK_FAILED, f"the result could not be stored: {exc}",
-                               retryable=True)
-            return
-        await set_state(r, cfg.stream, sid, State.DONE, result_bytes=len(blob))
-        await publish(r, cfg.stream, sid, EventType.ANALYSIS_COMPLETE, {"result": result.model_dump(mode="json")})
-        await audit(r, cfg.stream, "analysis_complete", sid, result_bytes=len(blob), seconds=result.timings.total_s)
+        await keep_result(r, cfg.stream, sid, blob, ttl_s=cfg.delivery.hold_s, lease_until=cfg.delivery.lease())
+        await set_state(r, cfg.stream, sid, State.STORING)
+        await deliver(r, cfg.stream, cfg.delivery, sink, sid)
     finally:
         await delete_media(r, sid)
