@@ -57,7 +57,8 @@ class Settings:
     openai_api_key: str | None = field(default=None, repr=False)
     openai_base_url: str | None = None
     vision_model: str = "gpt-4o-mini"
-    transcription_model: str = "whisper-1"
+    transcription_model: str = "gpt-transcribe"
+    transcription_language: str | None = None
     openai_timeout_s: float = 60.0
     openai_max_retries: int = 3
     image_detail: str = "low"
@@ -106,6 +107,7 @@ class Settings:
             openai_base_url=env.get("OPENAI_BASE_URL") or None,
             vision_model=get("VISION_MODEL", d.vision_model),
             transcription_model=get("TRANSCRIPTION_MODEL", d.transcription_model),
+            transcription_language=env.get("DODOLENS_TRANSCRIPTION_LANGUAGE") or None,
             openai_timeout_s=float(get("OPENAI_TIMEOUT", d.openai_timeout_s)),
             openai_max_retries=int(get("OPENAI_MAX_RETRIES", d.openai_max_retries)),
             image_detail=get("IMAGE_DETAIL", d.image_detail),
@@ -161,6 +163,7 @@ class Settings:
                 api_key=self.openai_api_key,
                 vision_model=self.vision_model,
                 transcription_model=self.transcription_model,
+                transcription_language=self.transcription_language,
                 timeout_s=self.openai_timeout_s,
                 max_retries=self.openai_max_retries,
                 image_detail=self.image_detail,

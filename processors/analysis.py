@@ -9,6 +9,7 @@ import openai
 
 from processors.analyzer import Analysis, AnalysisError, analyze
 from processors.config import WorkerConfig
+from processors.decoder import _keep_pending
 from processors.delivery import deliver
 from processors.sinks import ResultSink
 from schemas.errors import ErrorCode
@@ -22,6 +23,10 @@ from streams.lifecycle import fail_session, pending_meta
 from streams.media import delete_media, load_audio, load_frames
 from streams.results import keep_result
 from streams.sessions import State, get_meta, is_erased, set_state
+
+
+MAX_WARNINGS, MAX_WARNING_CHARS = 5, 300
+"""Warnings kept in the result, which must stay under 5 KB whatever went wrong."""
 
 
 def build_result(sid: str, meta: dict[str, str], frames: list[float], analysis: Analysis, analysis_s: float) -> Result:
@@ -50,6 +55,7 @@ def build_result(sid: str, meta: dict[str, str], frames: list[float], analysis: 
             model=analysis.model,
             transcript_chars=len(analysis.transcript or ""),
             tokens=analysis.tokens,
+            warnings=[warning[:MAX_WARNING_CHARS] for warning in analysis.warnings[:MAX_WARNINGS]],
         ),
         inventory=analysis.inventory,
         timings=Timings(
@@ -85,6 +91,7 @@ async def analyze_job(r: Redis, cfg: WorkerConfig, sink: ResultSink, job: Job,
 
         started = time.time()
         elapsed = started - float(meta.get("processing_started_at", started))
+        keepalive = asyncio.create_task(_keep_pending(r, cfg, job))
         try:
             analysis = await asyncio.wait_for(analyze(frames, audio, cfg.analyzer, progress, model),
                                               max(1.0, cfg.processing_timeout_s - elapsed))
@@ -96,9 +103,13 @@ async def analyze_job(r: Redis, cfg: WorkerConfig, sink: ResultSink, job: Job,
             await fail_session(r, cfg.stream, sid, exc.code, exc.message, retryable=exc.retryable)
             return
         finally:
+            keepalive.cancel()
             frames.clear()
             audio = None
         await delete_media(r, sid)
+        if analysis.warnings:
+            await publish(r, cfg.stream, sid, EventType.AI_ANALYSIS_PROGRESS,
+                          {"stage": "inventory", "progress": 1.0, "warnings": analysis.warnings})
         result = build_result(sid, await get_meta(r, sid) or meta, timestamps, analysis, time.time() - started)
         try:
             blob = encode_result(result)

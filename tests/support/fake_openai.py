@@ -33,6 +33,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.support.fake_speech import Refused, heard_seconds, too_large
+
 IMAGE_TOKENS = 85
 CHAT, TRANSCRIPTION = "chat", "transcription"
 
@@ -122,6 +124,8 @@ class FakeOpenAI:
         self.transcript = transcript
         self.requests: list[Received] = []
         self.answers: list[dict[str, Any]] = []
+        self.heard: list[float] = []
+        """Seconds of audio in each transcription request answered."""
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
         self.app = Starlette(
             routes=[
@@ -200,7 +204,11 @@ class FakeOpenAI:
         return JSONResponse(completion)
 
     async def _transcription(self, request: Request) -> Response:
-        form = _multipart(request.headers.get("content-type", ""), await request.body())
+        raw = await request.body()
+        if refused := too_large(raw):
+            self.requests.append(Received(TRANSCRIPTION, time.monotonic(), dict(request.headers)))
+            return _error(refused.status, str(refused))
+        form = _multipart(request.headers.get("content-type", ""), raw)
         self.requests.append(Received(TRANSCRIPTION, time.monotonic(), dict(request.headers), form=form))
         if denied := self._denied(request):
             return denied
@@ -212,6 +220,10 @@ class FakeOpenAI:
         if not isinstance(upload, Upload) or not upload.data or not form.get("model"):
             return _error(400, "'file' and 'model' are required", param="file")
         model = str(form["model"])
+        try:
+            self.heard.append(await asyncio.to_thread(heard_seconds, upload.filename, upload.data, model))
+        except Refused as exc:
+            return _error(exc.status, str(exc), param="file", code=exc.code)
         if model.startswith("whisper"):
             usage: dict[str, Any] = {"type": "duration", "seconds": max(1, len(upload.data) // 32_000)}
         else:
