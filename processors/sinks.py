@@ -252,7 +252,10 @@ class AirtableSink:
         """What is wrong with the table for this sink (missing fields, wrong types); empty when fit."""
 
         def check() -> list[str]:
-            schema = self._table.schema(force=True)
+            try:
+                schema = self._table.schema(force=True)
+            except KeyError:
+                return [f"the base has no table {self._table.name!r}"]
             fields = {field.name: str(getattr(field.type, "value", field.type)) for field in schema.fields}
             return table_problems(fields)
 

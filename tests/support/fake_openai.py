@@ -37,6 +37,9 @@ from tests.support.fake_speech import Refused, heard_seconds, too_large
 
 IMAGE_TOKENS = 85
 CHAT, TRANSCRIPTION = "chat", "transcription"
+MODELS = frozenset({"gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-5.4-mini", "gpt-transcribe", "whisper-1",
+                    "gpt-4o-transcribe", "gpt-4o-mini-transcribe"})
+"""Models ``GET /v1/models/{id}`` knows; any other is a 404 ``model_not_found``."""
 
 
 class LocalServer:
@@ -131,6 +134,7 @@ class FakeOpenAI:
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
                 Route("/v1/audio/transcriptions", self._transcription, methods=["POST"]),
+                Route("/v1/models/{model_id:path}", self._model_info, methods=["GET"]),
             ]
         )
 
@@ -232,6 +236,15 @@ class FakeOpenAI:
         answer = {"text": self.transcript, "usage": usage}
         self.answers.append(answer)
         return JSONResponse(answer)
+
+    async def _model_info(self, request: Request) -> Response:
+        if denied := self._denied(request):
+            return denied
+        name = request.path_params["model_id"]
+        if name not in MODELS:
+            return _error(404, f"The model `{name}` does not exist or you do not have access to it.",
+                          code="model_not_found")
+        return JSONResponse({"id": name, "object": "model", "created": 1_700_000_000, "owned_by": "system"})
 
     def _denied(self, request: Request) -> Response | None:
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
