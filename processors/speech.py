@@ -56,11 +56,14 @@ def read_wav(wav: bytes) -> tuple[np.ndarray, int]:
 
 
 def encode_opus(samples: np.ndarray, rate: int, bitrate: int = OPUS_BITRATE) -> bytes:
-    """Mono s16 samples as Ogg/Opus; a rate Opus does not take is resampled by the encoder."""
+    """Mono s16 samples as Ogg/Opus; a rate Opus does not take is resampled by the encoder.
+
+    Constrained VBR: free VBR spends up to twice the bitrate on tonal sound, and a piece's size
+    must be predictable from its duration."""
     out = io.BytesIO()
     with av.open(out, "w", format="ogg") as container:
         stream = container.add_stream("libopus", rate=min(r for r in OPUS_RATES if r >= min(rate, 48_000)),
-                                      layout="mono")
+                                      layout="mono", options={"vbr": "constrained"})
         stream.bit_rate = bitrate
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, dtype="<i2").reshape(1, -1), format="s16",
                                            layout="mono")

@@ -26,9 +26,9 @@ from processors.prompt import (
     response_format,
 )
 from tests.support.fake_openai import CHAT, TRANSCRIPTION, FakeOpenAI, Fault, LocalServer, item_for
-from tests.support.fake_speech import speech_wav
+from tests.support.videos import make_sine_wav
 
-WAV = speech_wav(1.0)
+WAV = make_sine_wav(duration=1.0)
 
 
 def jpeg(seed: int) -> bytes:

@@ -43,6 +43,12 @@ def sink_for(airtable: FakeAirtable, server: LocalServer, **options: object) -> 
     return AirtableSink(airtable.api_key, airtable.base_id, airtable.table, endpoint_url=server.url, **options)
 
 
+def serve(server: LocalServer, airtable: FakeAirtable) -> tuple[FakeAirtable, AirtableSink]:
+    """``airtable`` behind the module's server, and a sink (a worker's) writing to it."""
+    server.app = airtable.app
+    return airtable, sink_for(airtable, server)
+
+
 @pytest.fixture
 def clock() -> SimulatedClock:
     return SimulatedClock()
@@ -70,6 +76,15 @@ async def state_of(r: Redis, sid: str) -> str | None:
 Start = Callable[[WorkerConfig, AirtableSink], None]
 
 
+async def done_soon(r: Redis, sid: str, within_s: float = 10.0) -> bool:
+    """Whether the session reaches ``done`` within ``within_s`` of real time."""
+    for _ in range(int(within_s / 0.05)):
+        if await state_of(r, sid) == State.DONE:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
 @pytest.fixture
 async def start_delivery(redis: Redis) -> AsyncIterator[Start]:
     """Start a worker's delivery loop (``run_delivery``); every loop started is stopped after the test."""
@@ -85,9 +100,7 @@ async def start_delivery(redis: Redis) -> AsyncIterator[Start]:
 
 
 async def test_five_minutes_of_429s_lose_no_result(redis, worker_cfg, clock, server, start_delivery):
-    airtable = FakeAirtable(clock=clock)
-    server.app = airtable.app
-    sink = sink_for(airtable, server)
+    airtable, sink = serve(server, FakeAirtable(clock=clock))
     airtable.lock_for(300)
     job = await analysed_session(redis, worker_cfg)
     started = clock()
@@ -112,19 +125,14 @@ async def test_five_minutes_of_429s_lose_no_result(redis, worker_cfg, clock, ser
 
 
 async def test_the_wait_is_the_one_airtable_announces(redis, worker_cfg, server, start_delivery):
-    airtable = FakeAirtable(lock_s=1, announce_retry_after=True)
-    server.app = airtable.app
-    sink = sink_for(airtable, server)
+    airtable, sink = serve(server, FakeAirtable(lock_s=1, announce_retry_after=True))
     airtable.fail(429)
     job = await analysed_session(redis, worker_cfg)
     real_time = replace(worker_cfg, delivery=replace(worker_cfg.delivery, clock=time.time))
 
     await analyze_job(redis, real_time, sink, job)
     start_delivery(real_time, sink)
-    for _ in range(200):
-        if await state_of(redis, job.session_id) == State.DONE:
-            break
-        await asyncio.sleep(0.05)
+    assert await done_soon(redis, job.session_id)
     first, second = [r.at for r in airtable.requests if r.method == "PATCH"]
     assert second - first >= 1 and len(airtable.rate_limited) == 1
     assert len(airtable.rows(session_id=job.session_id)) == 1
@@ -132,9 +140,7 @@ async def test_the_wait_is_the_one_airtable_announces(redis, worker_cfg, server,
 
 
 async def test_a_result_waiting_for_the_sink_outlives_its_worker(redis, worker_cfg, clock, server, start_delivery):
-    airtable = FakeAirtable(clock=clock)
-    server.app = airtable.app
-    first_worker = sink_for(airtable, server)
+    airtable, first_worker = serve(server, FakeAirtable(clock=clock))
     airtable.lock_for(60)
     job = await analysed_session(redis, worker_cfg)
     await analyze_job(redis, worker_cfg, first_worker, job)
@@ -145,18 +151,13 @@ async def test_a_result_waiting_for_the_sink_outlives_its_worker(redis, worker_c
     clock.advance(61)
     next_worker = sink_for(airtable, server)
     start_delivery(worker_cfg, next_worker)
-    for _ in range(200):
-        if await state_of(redis, job.session_id) == State.DONE:
-            break
-        await asyncio.sleep(0.05)
+    assert await done_soon(redis, job.session_id)
     assert airtable.rows(session_id=job.session_id)
     await next_worker.close()
 
 
 async def test_an_erase_racing_a_put_leaves_no_record(redis, worker_cfg, server):
-    airtable = FakeAirtable()
-    server.app = airtable.app
-    sink = sink_for(airtable, server)
+    airtable, sink = serve(server, FakeAirtable())
     real_time = replace(worker_cfg, delivery=replace(worker_cfg.delivery, clock=time.time))
     job = await analysed_session(redis, real_time)
     airtable.delay(1.0)
@@ -176,9 +177,7 @@ async def test_an_erase_racing_a_put_leaves_no_record(redis, worker_cfg, server)
 
 async def test_an_erase_while_the_base_is_locked_deletes_the_record_once_it_opens(redis, worker_cfg, clock, server,
                                                                                     start_delivery):
-    airtable = FakeAirtable(clock=clock)
-    server.app = airtable.app
-    sink = sink_for(airtable, server)
+    airtable, sink = serve(server, FakeAirtable(clock=clock))
     job = await analysed_session(redis, worker_cfg)
     await analyze_job(redis, worker_cfg, sink, job)
     assert airtable.rows(session_id=job.session_id)
@@ -197,9 +196,8 @@ async def test_an_erase_while_the_base_is_locked_deletes_the_record_once_it_open
 
 
 async def test_a_column_that_refuses_the_result_fails_the_session_clearly_without_retrying(redis, worker_cfg, server):
-    airtable = FakeAirtable(fields={"session_id": "singleLineText", "result": "number", "created_at": "dateTime"})
-    server.app = airtable.app
-    sink = sink_for(airtable, server)
+    table = {"session_id": "singleLineText", "result": "number", "created_at": "dateTime"}
+    airtable, sink = serve(server, FakeAirtable(fields=table))
     job = await analysed_session(redis, worker_cfg)
 
     await analyze_job(redis, worker_cfg, sink, job)
@@ -213,9 +211,7 @@ async def test_a_column_that_refuses_the_result_fails_the_session_clearly_withou
 
 
 async def test_an_erased_session_is_deleted_from_the_sink_by_the_queue(redis, worker_cfg, server):
-    airtable = FakeAirtable()
-    server.app = airtable.app
-    sink = sink_for(airtable, server)
+    airtable, sink = serve(server, FakeAirtable())
     job = await analysed_session(redis, worker_cfg)
     await analyze_job(redis, worker_cfg, sink, job)
     await redis.zadd(keys.ERASED, {job.session_id: time.time()})

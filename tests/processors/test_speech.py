@@ -8,7 +8,7 @@ import av
 import pytest
 
 from processors.speech import MAX_REQUEST_BYTES, clock_time, encode_opus, read_wav, speech_pieces
-from tests.support.fake_speech import speech_wav
+from tests.support.videos import make_sine_wav
 
 
 def seconds_in(ogg: bytes) -> float:
@@ -18,7 +18,7 @@ def seconds_in(ogg: bytes) -> float:
 
 
 def test_fifteen_minutes_of_speech_fit_one_request_in_an_eighth_of_the_wav():
-    wav = speech_wav(900)
+    wav = make_sine_wav(duration=900)
     [piece] = speech_pieces(wav)
     assert len(wav) > MAX_REQUEST_BYTES, "as WAV, 15 minutes would be refused"
     assert len(piece.data) < len(wav) / 8
@@ -27,7 +27,7 @@ def test_fifteen_minutes_of_speech_fit_one_request_in_an_eighth_of_the_wav():
 
 
 def test_audio_longer_than_a_request_may_be_is_cut_into_equal_consecutive_pieces():
-    pieces = speech_pieces(speech_wav(61), max_seconds=25)
+    pieces = speech_pieces(make_sine_wav(duration=61), max_seconds=25)
     assert [(p.start_s, p.duration_s) for p in pieces] == [(0, pytest.approx(20.333, abs=0.001)),
                                                            (pytest.approx(20.333, abs=0.001), pytest.approx(20.333, abs=0.001)),
                                                            (pytest.approx(40.667, abs=0.001), pytest.approx(20.333, abs=0.001))]
@@ -35,13 +35,13 @@ def test_audio_longer_than_a_request_may_be_is_cut_into_equal_consecutive_pieces
 
 
 def test_audio_still_too_large_after_encoding_is_cut_until_every_piece_fits():
-    pieces = speech_pieces(speech_wav(20), max_bytes=20_000)
+    pieces = speech_pieces(make_sine_wav(duration=20), max_bytes=20_000)
     assert len(pieces) > 1 and all(len(p.data) <= 20_000 for p in pieces)
     assert pieces[-1].start_s + pieces[-1].duration_s == pytest.approx(20)
 
 
 def test_an_empty_soundtrack_has_no_piece():
-    assert speech_pieces(speech_wav(0)) == []
+    assert speech_pieces(make_sine_wav(duration=0)) == []
 
 
 def test_bytes_that_are_not_a_pcm_wav_are_a_value_error():
@@ -50,7 +50,7 @@ def test_bytes_that_are_not_a_pcm_wav_are_a_value_error():
 
 
 def test_opus_takes_any_rate_the_decoder_may_give():
-    samples, rate = read_wav(speech_wav(2, rate=44_100))
+    samples, rate = read_wav(make_sine_wav(duration=2, rate=44_100))
     assert seconds_in(encode_opus(samples, rate)) == pytest.approx(2, abs=0.05)
 
 

@@ -9,10 +9,8 @@ size limit. The audio is really decoded (PyAV), so its duration is what the fake
 from __future__ import annotations
 
 import io
-import wave
 
 import av
-import numpy as np
 
 MAX_TRANSCRIPTION_BYTES = 25 * 1024 * 1024
 FORMATS = ("flac", "mp3", "mp4", "mpeg", "mpga", "m4a", "ogg", "wav", "webm")
@@ -51,15 +49,3 @@ def heard_seconds(filename: str | None, data: bytes, model: str) -> float:
                       "for this model", code="invalid_value")
     return last
 
-
-def speech_wav(seconds: float, rate: int = 16_000) -> bytes:
-    """A mono 16-bit PCM WAV of ``seconds`` (a warbling tone), the format the decoder stores audio in."""
-    t = np.arange(int(seconds * rate)) / rate
-    samples = (6000 * np.sin(2 * np.pi * (220 + 60 * np.sin(2 * np.pi * 0.5 * t)) * t)).astype("<i2")
-    out = io.BytesIO()
-    with wave.open(out, "wb") as writer:
-        writer.setnchannels(1)
-        writer.setsampwidth(2)
-        writer.setframerate(rate)
-        writer.writeframes(samples.tobytes())
-    return out.getvalue()
