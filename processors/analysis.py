@@ -73,7 +73,7 @@ async def analyze_job(r: Redis, cfg: WorkerConfig, sink: ResultSink, job: Job,
     """Frames and audio -> the model -> the result sink; ``model`` is the worker's long-lived client."""
     sid = job.session_id
     meta = await pending_meta(r, sid)
-    if meta is None:
+    if meta is None or meta.get("state") == State.STORING:
         return
     try:
         await set_state(r, cfg.stream, sid, State.ANALYZING)

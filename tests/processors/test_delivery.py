@@ -147,6 +147,8 @@ async def test_a_result_waiting_for_the_sink_outlives_its_worker(redis, worker_c
     await first_worker.close()
     kept = await kept_result(redis, worker_cfg.stream, job.session_id)
     assert kept is not None and decode_result(kept).session_id == job.session_id
+    await analyze_job(redis, worker_cfg, first_worker, job)
+    assert await state_of(redis, job.session_id) == State.STORING, "a redelivered job leaves the kept result be"
 
     clock.advance(61)
     next_worker = sink_for(airtable, server)
