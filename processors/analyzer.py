@@ -54,7 +54,8 @@ class AnalyzerConfig:
             raise ValueError(f"image_detail must be one of {IMAGE_DETAILS}, got {self.image_detail!r}")
         if self.transcription_language is not None and not (
                 len(self.transcription_language) == 2 and self.transcription_language.isalpha()):
-            raise ValueError(f"transcription_language is an ISO-639-1 code such as 'fr', got {self.transcription_language!r}")
+            raise ValueError(f"transcription_language is an ISO-639-1 code such as 'fr', "
+                             f"got {self.transcription_language!r}")
         if self.timeout_s <= 0 or self.max_retries < 0 or self.max_output_tokens < 1:
             raise ValueError("timeout_s and max_output_tokens must be positive, max_retries not negative")
 

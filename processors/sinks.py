@@ -2,8 +2,9 @@
 
 SQLite (standard library) by default, Airtable when configured. Both libraries block, so every
 call runs in a worker thread (``asyncio.to_thread``; Airtable in its own small pool, since its
-calls wait for the rate limit) and the event loop never waits on a disk or a network. Writes are keyed on the session id: a job processed twice (at-least-once delivery)
-leaves exactly one result, the last one.
+calls wait for the rate limit) and the event loop never waits on a disk or a network. Writes are
+keyed on the session id: a job processed twice (at-least-once delivery) leaves exactly one
+result, the last one.
 """
 
 from __future__ import annotations

@@ -45,7 +45,8 @@ async def test_a_fifteen_minute_video_is_analysed_with_its_whole_transcript(anal
     [upload] = fake.received(TRANSCRIPTION)
     assert upload.form["language"] == "fr"
     assert len(upload.form["file"].data) < 25 * 1024 * 1024
-    piano = [i for r in outcome.result["inventory"]["rooms"] for i in r["items"] if i["catalogue_id"] == "piano_upright"]
+    rooms = outcome.result["inventory"]["rooms"]
+    piano = [i for r in rooms for i in r["items"] if i["catalogue_id"] == "piano_upright"]
     assert piano and piano[0]["excluded"], "what was said in the transcript reached the vision model"
 
 

@@ -28,9 +28,9 @@ def test_fifteen_minutes_of_speech_fit_one_request_in_an_eighth_of_the_wav():
 
 def test_audio_longer_than_a_request_may_be_is_cut_into_equal_consecutive_pieces():
     pieces = speech_pieces(make_sine_wav(duration=61), max_seconds=25)
-    assert [(p.start_s, p.duration_s) for p in pieces] == [(0, pytest.approx(20.333, abs=0.001)),
-                                                           (pytest.approx(20.333, abs=0.001), pytest.approx(20.333, abs=0.001)),
-                                                           (pytest.approx(40.667, abs=0.001), pytest.approx(20.333, abs=0.001))]
+    third = pytest.approx(61 / 3, abs=0.001)
+    assert [(p.start_s, p.duration_s) for p in pieces] == [(0, third), (third, third),
+                                                           (pytest.approx(2 * 61 / 3, abs=0.001), third)]
     assert sum(seconds_in(p.data) for p in pieces) == pytest.approx(61, abs=0.1)
 
 
