@@ -8,10 +8,12 @@ from typing import Any
 from processors.sinks import open_sink
 from dodolens.settings import Settings, SettingsError
 from gateway.auth import valid_session_id
+from processors.sinks import SinkError
 from streams import keys
 from streams.audit import audit
 from streams.connection import connect
 from streams.lifecycle import erase_session, existing_keys, is_tombstoned
+from streams.results import queue_for_sink
 
 
 class NotASessionId(ValueError):
@@ -44,7 +46,12 @@ async def erase_everywhere(settings: Settings, sid: str) -> tuple[Erasure, dict[
             outcome = Erasure.ALREADY_ERASED if tombstoned else Erasure.UNKNOWN
             return outcome, {"session_id": sid, "outcome": outcome.value}
         receipt = await erase_session(r, stream, sid)
-        receipt["result_deleted"] = await sink.delete(sid)
+        try:
+            receipt["result_deleted"] = await sink.delete(sid)
+        except SinkError:
+            await queue_for_sink(r, sid)
+            receipt["result_deleted"] = False
+            receipt["result_erasure"] = "queued: a worker deletes the result once the store answers"
         await audit(r, stream, "result_erased", sid, deleted=receipt["result_deleted"], by="operator")
         return Erasure.ERASED, {**receipt, "outcome": Erasure.ERASED.value}
     finally:

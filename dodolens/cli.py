@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("dodolens.commands", "serve gateway + workers"),
     "gateway": ("dodolens.commands", "serve the gateway only"),
     "worker": ("dodolens.commands", "run decoder and analyzer workers only"),
+    "doctor": ("dodolens.commands", "check the configured models and the result table, as up and worker do at start"),
     "erase": ("dodolens.commands",
               "erase a session everywhere (GDPR art. 17); exit 0 erased, 3 already erased, 4 unknown"),
     "upload": ("dodolens.upload", "upload a video to a running gateway (resumable) and show its inventory"),

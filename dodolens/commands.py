@@ -67,6 +67,11 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
     gateway, workers = args.command != "worker", args.command != "gateway"
     if not settings.master_secret and settings.redis_url and not (gateway and workers):
         raise SettingsError("separate gateway and worker processes must share DODOLENS_MASTER_SECRET")
+    if workers:
+        from dodolens.doctor import ready
+
+        if not await ready(settings, console):
+            return Exit.CONFIG
     runtime = Runtime(settings, gateway=gateway, workers=workers, host=getattr(args, "host", "127.0.0.1"),
                       port=getattr(args, "port", 0))
     await runtime.start()
@@ -114,4 +119,10 @@ async def erase(args: argparse.Namespace, settings: Settings) -> int:
     return ERASE_EXIT[outcome.value]
 
 
-HANDLERS = {"analyze": analyze, "up": serve, "gateway": serve, "worker": serve, "erase": erase}
+async def doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from dodolens.doctor import doctor as check_everything
+
+    return await check_everything(settings)
+
+
+HANDLERS = {"analyze": analyze, "up": serve, "gateway": serve, "worker": serve, "erase": erase, "doctor": doctor}

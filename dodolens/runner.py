@@ -19,6 +19,7 @@ from processors.analyzer import model_client
 from processors.control import run_control
 from processors.config import WorkerConfig
 from processors.decode_jobs import decode_job, follow_job
+from processors.delivery import run_delivery
 from processors.sinks import ResultSink, open_sink
 from processors.sweeper import run_sweeper
 from processors.worker import run_group
@@ -72,6 +73,7 @@ async def _run_groups(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sink
                   handler=lambda job: analyze_job(r, cfg, sink, job, model), **common),
         run_sweeper(r, cfg.stream, cfg.sweep_interval_s, stop),
         run_control(r, cfg, stop),
+        run_delivery(r, cfg.stream, cfg.delivery, sink, stop),
     )
 
 

@@ -21,6 +21,7 @@ from processors.prompt import (
     parse_inventory,
     response_format,
 )
+from processors.transcription import transcribe
 from schemas.errors import ErrorCode
 from schemas.inventory import Inventory
 from streams.config import setting
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 
 SKIPPED_REASON = "no OpenAI API key or base URL configured (OPENAI_API_KEY / OPENAI_BASE_URL)"
 NO_KEY = "no-key"
-UNUSABLE_AUDIO_STATUSES = frozenset({400, 413, 415, 422})
 MAX_MESSAGE_CHARS = 300
 
 Progress = Callable[[str, float], Awaitable[None]]
@@ -45,8 +45,13 @@ class AnalyzerConfig:
                                    shown="unset → analysis skipped")
     api_key: str | None = setting("OPENAI_API_KEY", None, "key of the OpenAI API", shown="unset → analysis skipped",
                                   secret=True)
-    vision_model: str = setting("DODOLENS_VISION_MODEL", "gpt-4o-mini", "model that reads the frames")
-    transcription_model: str = setting("DODOLENS_TRANSCRIPTION_MODEL", "whisper-1", "model that transcribes the audio")
+    vision_model: str = setting("DODOLENS_VISION_MODEL", "gpt-4o-mini", "model that reads the frames (checked at "
+                                "start-up of `up` and `worker`, and by `dodolens doctor`)")
+    transcription_model: str = setting("DODOLENS_TRANSCRIPTION_MODEL", "gpt-transcribe", "model that transcribes the "
+                                       "audio (checked like the vision model)")
+    transcription_language: str | None = setting("DODOLENS_TRANSCRIPTION_LANGUAGE", None, "ISO-639-1 code of the "
+                                                 "narration (`fr`, `en`): better transcripts of short or mixed speech",
+                                                 shown="unset → detected")
     timeout_s: float = setting("DODOLENS_OPENAI_TIMEOUT", 60.0, "seconds per model call")
     max_retries: int = setting("DODOLENS_OPENAI_MAX_RETRIES", 3, "retries per model call")
     image_detail: str = setting("DODOLENS_IMAGE_DETAIL", "low", "detail of the frames sent: low, high or auto")
@@ -55,6 +60,10 @@ class AnalyzerConfig:
     def __post_init__(self) -> None:
         if self.image_detail not in IMAGE_DETAILS:
             raise ValueError(f"image_detail must be one of {IMAGE_DETAILS}, got {self.image_detail!r}")
+        if self.transcription_language is not None and not (
+                len(self.transcription_language) == 2 and self.transcription_language.isalpha()):
+            raise ValueError(f"transcription_language is an ISO-639-1 code such as 'fr', "
+                             f"got {self.transcription_language!r}")
         if self.timeout_s <= 0 or self.max_retries < 0 or self.max_output_tokens < 1:
             raise ValueError("timeout_s and max_output_tokens must be positive, max_retries not negative")
 
@@ -122,19 +131,9 @@ async def analyze(
     tokens = 0
     if audio_wav:
         await report("transcription", 0.05)
-        try:
-            transcription = await _call(
-                "transcription",
-                client.audio.transcriptions.create(
-                    model=config.transcription_model, file=("audio.wav", audio_wav, "audio/wav")
-                ),
-            )
-        except _UnusableAudio as exc:
-            warnings.append(str(exc))
-            log.warning("continuing without transcript: %s", exc)
-        else:
-            transcript, used = _transcript(transcription)
-            tokens += used
+        heard = await _call("transcription", transcribe(client, audio_wav, model=config.transcription_model,
+                                                        language=config.transcription_language, progress=report))
+        transcript, tokens, warnings = heard.text, heard.tokens, heard.warnings
         await report("transcription", 0.3)
     await report("vision", 0.35)
     completion = await _call(
@@ -161,10 +160,6 @@ async def analyze(
     )
 
 
-class _UnusableAudio(Exception):
-    """The speech model rejected the audio itself: the inventory can still be made from the frames."""
-
-
 async def _call(stage: str, request: Awaitable[T]) -> T:
     """Await one API call; map what the client's retries could not fix to an AnalysisError."""
     import openai  # loaded already: a client made the request
@@ -180,8 +175,6 @@ async def _call(stage: str, request: Awaitable[T]) -> T:
             ErrorCode.ANALYSIS_FAILED, f"{stage}: could not reach the model API ({exc})", retryable=True
         ) from exc
     except openai.APIStatusError as exc:
-        if stage == "transcription" and exc.status_code in UNUSABLE_AUDIO_STATUSES:
-            raise _UnusableAudio(f"transcription skipped: {_short(exc.message)}") from exc
         message = f"{stage}: {_short(exc.message)}"
         raise AnalysisError(ErrorCode.ANALYSIS_FAILED, message, retryable=_retryable(exc)) from exc
     except (openai.OpenAIError, ValueError) as exc:
@@ -200,14 +193,6 @@ def _retryable(exc: openai.APIStatusError) -> bool:
 
 def _short(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "..."
-
-
-def _transcript(transcription: Any) -> tuple[str, int]:
-    text = getattr(transcription, "text", transcription)
-    if not isinstance(text, str):
-        raise AnalysisError(ErrorCode.ANALYSIS_FAILED, "transcription: answer without text", retryable=True)
-    usage = getattr(transcription, "usage", None)
-    return text.strip(), int(getattr(usage, "total_tokens", 0) or 0)
 
 
 def _chat_tokens(completion: Any) -> int:

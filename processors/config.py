@@ -8,6 +8,7 @@ import socket
 from dataclasses import dataclass, field
 
 from processors.analyzer import AnalyzerConfig
+from processors.delivery import DeliveryConfig
 from processors.video import DecodeLimits
 from streams.config import StreamConfig, part, setting
 
@@ -22,6 +23,7 @@ class WorkerConfig:
     stream: StreamConfig = field(default_factory=StreamConfig)
     analyzer: AnalyzerConfig = part(AnalyzerConfig)
     limits: DecodeLimits = part(DecodeLimits)
+    delivery: DeliveryConfig = part(DeliveryConfig)
     consumer: str = field(default_factory=default_consumer)
     decode_concurrency: int = setting("DODOLENS_DECODE_CONCURRENCY", 2,
                                       "decodes of completed uploads at once, per worker")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
-import contextlib
 import hashlib
 import logging
 import threading
@@ -41,10 +40,10 @@ from streams import keys
 from streams.audit import audit
 from streams.blocking import chunk_entry_blocking, read_chunk_blocking
 from streams.chunks import ChunkMissing, MediaGone, SessionGone
-from streams.connection import RETRYABLE, BlockingRedis, Redis
+from streams.connection import BlockingRedis, Redis
 from streams.crypto import SealError, wipe
 from streams.events import publish
-from streams.jobs import Job, enqueue, touch
+from streams.jobs import Job, enqueue, keep_pending
 from streams.lifecycle import fail_session, pending_meta
 from streams.media import delete_media, store_media
 from streams.sessions import (
@@ -366,7 +365,7 @@ async def follow_job(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, job: 
         head, looks_streamable = bytes(view[:512]), streamable(view[:HEAD_BYTES])
         index = [] if looks_streamable else leading_chunks(view[:HEAD_BYTES], size, chunk_size)
     index_first = bool(index) and await _all_stored(r, sid, index)
-    keepalive = asyncio.create_task(_keep_pending(r, cfg, job))
+    keepalive = asyncio.create_task(keep_pending(r, job, cfg.consumer, cfg.claim_idle_ms))
     try:
         if looks_streamable or index_first:
             if await claim_decode(r, sid, job.entry_id):
@@ -493,11 +492,3 @@ async def _completed_meta(r: Redis, cfg: WorkerConfig, sid: str, abort: threadin
         await asyncio.sleep(0.01)
         waited += 0.01
     return None
-
-
-async def _keep_pending(r: Redis, cfg: WorkerConfig, job: Job) -> None:
-    """Keep a long follow job's entry from looking stale to other workers' XAUTOCLAIM."""
-    while True:
-        await asyncio.sleep(cfg.claim_idle_ms / 3000)
-        with contextlib.suppress(*RETRYABLE):
-            await touch(r, job.stream, keys.GROUPS[job.stream], cfg.consumer, job.entry_id)

@@ -94,6 +94,8 @@ class AnalysisProgressData(EventData):
 
     stage: str
     progress: float = Field(ge=0, le=1)
+    warnings: list[str] | None = Field(None, description="What the model's answer lacked or got wrong, when the "
+                                       "inventory is done (at most a few, each short)")
 
 
 class AnalysisCompleteData(EventData):

@@ -44,6 +44,8 @@ class AnalysisInfo(BaseModel):
     model: str | None = None
     transcript_chars: int = 0
     tokens: int = 0
+    warnings: list[str] = Field(default_factory=list,
+                                description="What the analysis did without: a transcript skipped, cut or split")
 
 
 class Timings(BaseModel):

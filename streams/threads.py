@@ -18,9 +18,14 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 
 
-async def in_thread(fn: Callable[..., T], /, *args: object) -> T:
-    """``fn(*args)`` on the loop's default executor: short blocking calls (a disk write, a seal)."""
-    return await asyncio.to_thread(fn, *args)
+async def in_thread(fn: Callable[..., T], /, *args: object, **kwargs: object) -> T:
+    """``fn(*args, **kwargs)`` on the loop's default executor: short blocking calls (a disk write, a seal)."""
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+async def in_pool(threads: Executor, fn: Callable[..., T], /, *args: object) -> T:
+    """``fn(*args)`` on ``threads`` (a ``pool``): work that must not take more threads than a limit allows."""
+    return await asyncio.get_running_loop().run_in_executor(threads, fn, *args)
 
 
 async def in_own_thread(fn: Callable[..., T], /, *args: object) -> T:

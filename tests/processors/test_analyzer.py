@@ -26,8 +26,9 @@ from processors.prompt import (
     response_format,
 )
 from tests.support.fake_openai import CHAT, TRANSCRIPTION, FakeOpenAI, Fault, LocalServer, item_for
+from tests.support.videos import make_sine_wav
 
-WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(200))
+WAV = make_sine_wav(duration=1.0)
 
 
 def jpeg(seed: int) -> bytes:
@@ -153,13 +154,13 @@ async def test_progress_is_reported_stage_by_stage_up_to_done(fake, config):
 # The transcript
 
 
-async def test_the_audio_is_uploaded_as_a_wav_file_for_transcription(fake, config):
+async def test_the_audio_is_uploaded_as_ogg_opus_for_transcription(fake, config):
     fake.transcript = "  Bon, ici c'est la cuisine.  "
     analysis = await analyze(frames(1), WAV, config)
     [upload] = fake.received(TRANSCRIPTION)
-    assert upload.form["model"] == "whisper-1"
-    assert (upload.form["file"].filename, upload.form["file"].content_type) == ("audio.wav", "audio/wav")
-    assert upload.form["file"].data == WAV
+    assert upload.form["model"] == "gpt-transcribe"
+    assert (upload.form["file"].filename, upload.form["file"].content_type) == ("audio.ogg", "audio/ogg")
+    assert upload.form["file"].data.startswith(b"OggS") and len(upload.form["file"].data) < len(WAV) / 5
     assert analysis.transcript == "Bon, ici c'est la cuisine."
     assert "<transcript>\nBon, ici c'est la cuisine.\n</transcript>" in "\n".join(user_texts(chat_body(fake)))
 

@@ -55,7 +55,7 @@ def test_uploadable_and_finished_states() -> None:
     assert [s for s in State if accepts_chunks(s)] == [State.CREATED, State.UPLOADING]
     assert [s for s in State if is_finished(s)] == [State.DONE, State.FAILED]
     assert not is_finished(None) and not UPLOADABLE & FINISHED
-    assert sorted(IN_PROGRESS) == sorted({State.QUEUED, State.PROCESSING, State.ANALYZING})
+    assert sorted(IN_PROGRESS) == sorted({State.QUEUED, State.PROCESSING, State.ANALYZING, State.STORING})
 
 
 async def test_lua_applies_the_same_rules(redis: Redis) -> None:

@@ -33,8 +33,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.support.fake_speech import Refused, heard_seconds, too_large
+
 IMAGE_TOKENS = 85
 CHAT, TRANSCRIPTION = "chat", "transcription"
+MODELS = frozenset({"gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-5.4-mini", "gpt-transcribe", "whisper-1",
+                    "gpt-4o-transcribe", "gpt-4o-mini-transcribe"})
+"""Models ``GET /v1/models/{id}`` knows; any other is a 404 ``model_not_found``."""
 
 
 class LocalServer:
@@ -122,11 +127,14 @@ class FakeOpenAI:
         self.transcript = transcript
         self.requests: list[Received] = []
         self.answers: list[dict[str, Any]] = []
+        self.heard: list[float] = []
+        """Seconds of audio in each transcription request answered."""
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
         self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
                 Route("/v1/audio/transcriptions", self._transcription, methods=["POST"]),
+                Route("/v1/models/{model_id:path}", self._model_info, methods=["GET"]),
             ]
         )
 
@@ -200,7 +208,11 @@ class FakeOpenAI:
         return JSONResponse(completion)
 
     async def _transcription(self, request: Request) -> Response:
-        form = _multipart(request.headers.get("content-type", ""), await request.body())
+        raw = await request.body()
+        if refused := too_large(raw):
+            self.requests.append(Received(TRANSCRIPTION, time.monotonic(), dict(request.headers)))
+            return _error(refused.status, str(refused))
+        form = _multipart(request.headers.get("content-type", ""), raw)
         self.requests.append(Received(TRANSCRIPTION, time.monotonic(), dict(request.headers), form=form))
         if denied := self._denied(request):
             return denied
@@ -212,6 +224,10 @@ class FakeOpenAI:
         if not isinstance(upload, Upload) or not upload.data or not form.get("model"):
             return _error(400, "'file' and 'model' are required", param="file")
         model = str(form["model"])
+        try:
+            self.heard.append(await asyncio.to_thread(heard_seconds, upload.filename, upload.data, model))
+        except Refused as exc:
+            return _error(exc.status, str(exc), param="file", code=exc.code)
         if model.startswith("whisper"):
             usage: dict[str, Any] = {"type": "duration", "seconds": max(1, len(upload.data) // 32_000)}
         else:
@@ -220,6 +236,15 @@ class FakeOpenAI:
         answer = {"text": self.transcript, "usage": usage}
         self.answers.append(answer)
         return JSONResponse(answer)
+
+    async def _model_info(self, request: Request) -> Response:
+        if denied := self._denied(request):
+            return denied
+        name = request.path_params["model_id"]
+        if name not in MODELS:
+            return _error(404, f"The model `{name}` does not exist or you do not have access to it.",
+                          code="model_not_found")
+        return JSONResponse({"id": name, "object": "model", "created": 1_700_000_000, "owned_by": "system"})
 
     def _denied(self, request: Request) -> Response | None:
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
