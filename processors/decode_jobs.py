@@ -273,14 +273,19 @@ async def start_processing(r: Redis, cfg: WorkerConfig, sid: str, meta: dict[str
 
 
 async def decode_job(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, job: Job) -> None:
-    """Decode a completed upload, unless the job that followed its upload already has it."""
+    """Decode a completed upload, unless the job that followed its upload already has it; the job's
+    entry is kept fresh meanwhile, so a long decode is not claimed again by another worker."""
     sid = job.session_id
     meta = await pending_meta(r, sid)
     if meta is None or not await claim_decode(r, sid, job.entry_id):
         return
     started = time.time()
-    await start_processing(r, cfg, sid, meta, started)
-    await decode_stored(r, blocking, cfg, sid, meta, started)
+    keepalive = asyncio.create_task(keep_pending(r, job, cfg.consumer, cfg.claim_idle_ms))
+    try:
+        await start_processing(r, cfg, sid, meta, started)
+        await decode_stored(r, blocking, cfg, sid, meta, started)
+    finally:
+        keepalive.cancel()
 
 
 async def decode_stored(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sid: str, meta: dict[str, str],
