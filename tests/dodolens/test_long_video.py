@@ -46,7 +46,7 @@ async def test_a_fifteen_minute_video_is_analysed_with_its_whole_transcript(anal
     assert len(upload.form["file"].data) < 25 * 1024 * 1024
     rooms = outcome.result["inventory"]["rooms"]
     piano = [i for r in rooms for i in r["items"] if i["catalogue_id"] == "piano_upright"]
-    assert piano and piano[0]["excluded"], "what was said in the transcript reached the vision model"
+    assert any(i["excluded"] for i in piano), "what was said in the transcript reached the vision model"
 
 
 async def test_a_skipped_transcript_is_a_warning_in_the_result_and_the_events(analyzing, model):
