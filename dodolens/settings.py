@@ -12,6 +12,7 @@ from gateway.config import GatewayConfig
 from processors.analyzer import AnalyzerConfig
 from processors.config import WorkerConfig
 from processors.decode import DecodeLimits
+from processors.usage import parse_prices
 from streams.config import MiB, StreamConfig
 from streams.crypto import Keyring
 
@@ -55,11 +56,17 @@ class Settings:
     token_ttl_s: int = 3600
     openai_api_key: str | None = field(default=None, repr=False)
     openai_base_url: str | None = None
-    vision_model: str = "gpt-4o-mini"
+    vision_model: str = "gpt-5.4-mini"
     transcription_model: str = "whisper-1"
-    openai_timeout_s: float = 60.0
+    openai_timeout_s: float = 180.0
     openai_max_retries: int = 3
     image_detail: str = "low"
+    max_output_tokens: int = 16_384
+    reasoning_effort: str = "low"
+    batch_frames: int = 12
+    batch_concurrency: int = 4
+    batch_retries: int = 1
+    prices: str = ""
     airtable_api_key: str | None = field(default=None, repr=False)
     airtable_base_id: str | None = None
     airtable_table: str = "results"
@@ -106,6 +113,12 @@ class Settings:
             openai_timeout_s=float(get("OPENAI_TIMEOUT", d.openai_timeout_s)),
             openai_max_retries=int(get("OPENAI_MAX_RETRIES", d.openai_max_retries)),
             image_detail=get("IMAGE_DETAIL", d.image_detail),
+            max_output_tokens=int(get("MAX_OUTPUT_TOKENS", d.max_output_tokens)),
+            reasoning_effort=get("REASONING_EFFORT", d.reasoning_effort),
+            batch_frames=int(get("BATCH_FRAMES", d.batch_frames)),
+            batch_concurrency=int(get("BATCH_CONCURRENCY", d.batch_concurrency)),
+            batch_retries=int(get("BATCH_RETRIES", d.batch_retries)),
+            prices=get("PRICES", d.prices),
             airtable_api_key=env.get("AIRTABLE_API_KEY") or None,
             airtable_base_id=env.get("DODOLENS_AIRTABLE_BASE_ID") or None,
             airtable_table=get("AIRTABLE_TABLE", d.airtable_table),
@@ -159,6 +172,12 @@ class Settings:
                 timeout_s=self.openai_timeout_s,
                 max_retries=self.openai_max_retries,
                 image_detail=self.image_detail,
+                max_output_tokens=self.max_output_tokens,
+                reasoning_effort=self.reasoning_effort or None,
+                batch_frames=self.batch_frames,
+                batch_concurrency=self.batch_concurrency,
+                batch_retries=self.batch_retries,
+                prices=parse_prices(self.prices),
             ),
             limits=DecodeLimits(frame_count=self.frames, threads=self.decode_threads),
             decode_concurrency=self.decode_concurrency,

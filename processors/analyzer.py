@@ -9,14 +9,17 @@ retried later, and refuses any answer that is not the inventory the schema asks 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import openai
 
+from processors import batches
 from processors.prompt import (
     IMAGE_DETAILS,
     build_messages,
@@ -24,6 +27,7 @@ from processors.prompt import (
     response_format,
 )
 from schemas.errors import ErrorCode
+from processors.usage import DEFAULT_PRICES, Price, Usage
 from schemas.inventory import Inventory
 
 log = logging.getLogger(__name__)
@@ -32,6 +36,8 @@ SKIPPED_REASON = "no OpenAI API key or base URL configured (OPENAI_API_KEY / OPE
 NO_KEY = "no-key"
 UNUSABLE_AUDIO_STATUSES = frozenset({400, 413, 415, 422})
 MAX_MESSAGE_CHARS = 300
+REASONING_MODELS = re.compile(r"^(o\d|gpt-[5-9])")
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 
 Progress = Callable[[str, float], Awaitable[None]]
 T = TypeVar("T")
@@ -41,18 +47,27 @@ T = TypeVar("T")
 class AnalyzerConfig:
     base_url: str | None
     api_key: str | None
-    vision_model: str = "gpt-4o-mini"
+    vision_model: str = "gpt-5.4-mini"
     transcription_model: str = "whisper-1"
-    timeout_s: float = 60.0
+    timeout_s: float = 180.0
     max_retries: int = 3
     image_detail: str = "low"
-    max_output_tokens: int = 4096
+    max_output_tokens: int = 16_384
+    reasoning_effort: str | None = "low"
+    batch_frames: int = 12
+    batch_concurrency: int = 4
+    batch_retries: int = 1
+    prices: Mapping[str, Price] = field(default_factory=lambda: dict(DEFAULT_PRICES))
 
     def __post_init__(self) -> None:
         if self.image_detail not in IMAGE_DETAILS:
             raise ValueError(f"image_detail must be one of {IMAGE_DETAILS}, got {self.image_detail!r}")
         if self.timeout_s <= 0 or self.max_retries < 0 or self.max_output_tokens < 1:
             raise ValueError("timeout_s and max_output_tokens must be positive, max_retries not negative")
+        if self.reasoning_effort is not None and self.reasoning_effort not in REASONING_EFFORTS:
+            raise ValueError(f"reasoning_effort must be one of {REASONING_EFFORTS}, got {self.reasoning_effort!r}")
+        if self.batch_frames < 2 or self.batch_concurrency < 1 or self.batch_retries < 0:
+            raise ValueError("batch_frames must be at least 2, batch_concurrency positive, batch_retries not negative")
 
     @property
     def enabled(self) -> bool:
@@ -78,6 +93,7 @@ class Analysis:
     tokens: int
     skipped_reason: str | None
     warnings: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
 
 
 def model_client(config: AnalyzerConfig) -> openai.AsyncOpenAI:
@@ -130,28 +146,16 @@ async def analyze(
             transcript, used = _transcript(transcription)
             tokens += used
         await report("transcription", 0.3)
-    await report("vision", 0.35)
-    completion = await _call(
-        "vision",
-        client.chat.completions.create(
-            model=config.vision_model,
-            messages=build_messages(frames, transcript, config.image_detail),
-            response_format=response_format(),
-            max_completion_tokens=config.max_output_tokens,
-        ),
-    )
-    await report("vision", 0.9)
-    inventory = _inventory(completion, len(frames), config.max_output_tokens)
-    tokens += _chat_tokens(completion)
+    vision = await describe(frames, transcript, config, client, report)
     await report("inventory", 1.0)
-    model = getattr(completion, "model", None)
     return Analysis(
-        inventory=inventory,
-        model=model if isinstance(model, str) else config.vision_model,
+        inventory=vision.inventory,
+        model=vision.model or config.vision_model,
         transcript=transcript,
-        tokens=tokens,
+        tokens=tokens + vision.usage.total_tokens,
         skipped_reason=None,
         warnings=warnings,
+        usage=vision.usage,
     )
 
 
@@ -202,10 +206,6 @@ def _transcript(transcription: Any) -> tuple[str, int]:
     return text.strip(), int(getattr(usage, "total_tokens", 0) or 0)
 
 
-def _chat_tokens(completion: Any) -> int:
-    return int(getattr(getattr(completion, "usage", None), "total_tokens", 0) or 0)
-
-
 def _inventory(completion: Any, frame_count: int, max_output_tokens: int) -> Inventory:
     """The inventory in the model's answer, or analysis_failed saying why there is none."""
 
@@ -220,7 +220,7 @@ def _inventory(completion: Any, frame_count: int, max_output_tokens: int) -> Inv
     if getattr(message, "refusal", None):
         raise failed(f"the model refused: {_short(message.refusal)}")
     if choice.finish_reason == "length":
-        raise failed(f"the answer was cut at max_output_tokens={max_output_tokens}")
+        raise _Truncated(f"the answer was cut at max_output_tokens={max_output_tokens}")
     if choice.finish_reason == "content_filter":
         raise failed("the answer was withheld by the content filter")
     if not isinstance(message.content, str) or not message.content:
@@ -235,3 +235,95 @@ def _inventory(completion: Any, frame_count: int, max_output_tokens: int) -> Inv
         return parse_inventory(payload, frame_count=frame_count)
     except ValueError as exc:
         raise failed(f"the answer does not match the inventory schema ({_short(str(exc))})") from None
+
+
+@dataclass
+class Vision:
+    inventory: Inventory
+    model: str | None
+    usage: Usage
+
+
+class _Truncated(Exception):
+    """The answer hit ``max_completion_tokens``: the batch holds more than one answer can list."""
+
+
+def accepts_reasoning_effort(model: str) -> bool:
+    """Reasoning models take ``reasoning_effort``; the others answer 400 to it."""
+    return REASONING_MODELS.match(model) is not None and "-chat" not in model
+
+
+async def describe(
+    frames: list[tuple[float, bytes]],
+    transcript: str | None,
+    config: AnalyzerConfig,
+    client: openai.AsyncOpenAI,
+    progress: Progress | None = None,
+) -> Vision:
+    """The inventory of the frames, asked in overlapping batches at once and merged (see ``processors.batches``).
+
+    A batch that fails in a way worth retrying is retried alone (``batch_retries`` times, after the
+    client's own retries) while the others' answers are kept; a batch whose answer was cut at the
+    output cap is split in two halves sharing a frame, which are asked again.
+    """
+    report = progress or _no_progress
+    spans = batches.plan(len(frames), config.batch_frames)
+    usage = Usage()
+    models: list[str] = []
+    limit = asyncio.Semaphore(config.batch_concurrency)
+    covered = 0
+
+    async def ask(span: range, number: int) -> list[batches.BatchAnswer]:
+        nonlocal covered
+        for attempt in range(config.batch_retries + 1):
+            try:
+                async with limit:
+                    completion = await _call("vision", client.chat.completions.create(
+                        **_vision_request(config, frames[span.start:span.stop], transcript, (number, len(spans)))
+                    ))
+                usage.add(completion, frames=len(span))
+                inventory = _inventory(completion, len(span), config.max_output_tokens)
+            except _Truncated:
+                if len(span) < 2:
+                    raise AnalysisError(
+                        ErrorCode.ANALYSIS_FAILED,
+                        f"vision: the answer for one frame was cut at max_output_tokens={config.max_output_tokens}",
+                        retryable=False,
+                    ) from None
+                log.info("vision: the answer for frames %d-%d was cut; asking for each half", span.start, span.stop - 1)
+                left, right = await asyncio.gather(*(ask(half, number) for half in batches.halves(span)))
+                return left + right
+            except AnalysisError as exc:
+                if not exc.retryable or attempt == config.batch_retries:
+                    raise
+                log.warning("vision: retrying frames %d-%d alone: %s", span.start, span.stop - 1, exc.message)
+                continue
+            model = getattr(completion, "model", None)
+            if isinstance(model, str):
+                models.append(model)
+            covered += len(span)
+            await report("vision", 0.35 + 0.55 * min(1.0, covered / (len(frames) + len(spans) - 1)))
+            return [batches.BatchAnswer(span, inventory)]
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    await report("vision", 0.35)
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(ask(span, number)) for number, span in enumerate(spans, 1)]
+    except* AnalysisError as failed:
+        raise failed.exceptions[0] from None
+    answers = [answer for task in tasks for answer in task.result()]
+    return Vision(inventory=batches.merge(answers), model=models[0] if models else None, usage=usage)
+
+
+def _vision_request(config: AnalyzerConfig, frames: list[tuple[float, bytes]], transcript: str | None,
+                    part: tuple[int, int]) -> dict[str, Any]:
+    request: dict[str, Any] = {
+        "model": config.vision_model,
+        "messages": build_messages(frames, transcript, config.image_detail, part),
+        "response_format": response_format(),
+        "max_completion_tokens": config.max_output_tokens,
+    }
+    if config.reasoning_effort and accepts_reasoning_effort(config.vision_model):
+        request["reasoning_effort"] = config.reasoning_effort
+    return request

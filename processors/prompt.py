@@ -126,19 +126,33 @@ def response_format() -> dict[str, Any]:
     }
 
 
-def build_messages(frames: list[tuple[float, bytes]], transcript: str | None, detail: str) -> list[dict[str, Any]]:
-    """The chat messages: instructions, then each JPEG frame labelled with its index and time, then the transcript."""
+def build_messages(frames: list[tuple[float, bytes]], transcript: str | None, detail: str,
+                   part: tuple[int, int] = (1, 1)) -> list[dict[str, Any]]:
+    """The chat messages: instructions, then each JPEG frame labelled with its index and time, then the transcript.
+
+    ``part`` is (this batch's number, how many batches) when the video is sent in batches.
+    """
     if detail not in IMAGE_DETAILS:
         raise ValueError(f"image detail must be one of {IMAGE_DETAILS}, got {detail!r}")
-    content: list[dict[str, Any]] = [
-        {"type": "text", "text": f"{len(frames)} frames from the video, in order."},
-    ]
+    content: list[dict[str, Any]] = [{"type": "text", "text": _frames_text(len(frames), *part)}]
     for index, (timestamp, jpeg) in enumerate(frames):
         url = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
         content.append({"type": "text", "text": f"Frame {index} at {timestamp:.1f} s"})
         content.append({"type": "image_url", "image_url": {"url": url, "detail": detail}})
     content.append({"type": "text", "text": _transcript_text(transcript)})
     return [{"role": "system", "content": instructions()}, {"role": "user", "content": content}]
+
+
+def _frames_text(count: int, number: int, parts: int) -> str:
+    if parts == 1:
+        return f"{count} frames from the video, in order."
+    return (
+        f"{count} consecutive frames from one walk-through of the home, in order: part {number} of {parts}. "
+        "The video is sent in parts that overlap by one frame: this part's first frame is the previous "
+        "part's last, and its last frame is the next part's first. List everything visible in this part, "
+        "the overlap frames included, with the frames it is in; what several parts show is counted once "
+        "afterwards. Name each room as you would for the whole video, so a room keeps its name across parts."
+    )
 
 
 def _transcript_text(transcript: str | None) -> str:

@@ -55,7 +55,9 @@ def fake(server: LocalServer) -> FakeOpenAI:
 
 @pytest.fixture
 def config(server: LocalServer, fake: FakeOpenAI) -> AnalyzerConfig:
-    return AnalyzerConfig(base_url=server.url + "/v1", api_key=fake.api_key, timeout_s=5.0, max_retries=2)
+    """No batch retries: each test counts the client's own retries; the batch tests turn them on."""
+    return AnalyzerConfig(base_url=server.url + "/v1", api_key=fake.api_key, timeout_s=5.0, max_retries=2,
+                          batch_retries=0)
 
 
 def chat_body(fake: FakeOpenAI, index: int = -1) -> dict:
@@ -125,7 +127,7 @@ async def test_the_inventory_is_what_the_model_saw_with_catalogue_volumes(fake, 
     litres = sum((1 + n % 2) * round(catalogue.lookup(cid).volume_m3 * 1000) for n, cid in enumerate(expected))
     assert analysis.inventory.total_volume_m3 == litres / 1000
     assert analysis.inventory.catalogue_version == catalogue.version()
-    assert analysis.model == "gpt-4o-mini-2024-07-18"
+    assert analysis.model == "gpt-5.4-mini-2026-03-17"
     assert analysis.skipped_reason is None
 
 
@@ -282,7 +284,7 @@ async def test_a_model_slower_than_the_timeout_is_retried_then_an_analysis_timeo
                        '"confidence": 1, "frames": [], "excluded": false}], "other_items": []}]}'),
          "does not match the inventory schema"),
         (Fault(refusal="I can't help with that."), "refused: I can't help with that."),
-        (Fault(finish_reason="length"), "max_output_tokens=4096"),
+        (Fault(finish_reason="length"), "cut at max_output_tokens=16384"),
         (Fault(finish_reason="content_filter"), "content filter"),
         (Fault(content=""), "empty"),
     ],

@@ -8,6 +8,15 @@ are not JPEG data URLs, a wrong key), answers in the real ``chat.completions`` f
 ``usage``, and records every request so tests can check what was sent. Faults (status codes with
 ``Retry-After``, delays, malformed or refused answers) are queued per endpoint.
 
+It is as strict as the documented API about models and budgets: only the models of :data:`MODELS`
+exist, and one past its shutdown date answers 404 ``model_not_found`` like an unknown one
+(``GET /v1/models/{id}`` too); images cost what the model's documented accounting says (tiles
+for the gpt-4o / gpt-4.1 / gpt-5 class, 32-px patches times a multiplier for the mini and nano
+patch models); a prompt past the context window, ``max_completion_tokens`` past the model's
+output limit, ``max_tokens`` or ``reasoning_effort`` where the model refuses them are 400s; an
+answer (reasoning included) longer than ``max_completion_tokens`` is cut there with
+``finish_reason: "length"``; a transcription upload over 25 MiB is a 413.
+
 Also here: :class:`LocalServer`, which serves any ASGI app with uvicorn on a free local port.
 """
 
@@ -16,11 +25,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import io
+import math
 import socket
 import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
@@ -28,13 +40,87 @@ from typing import Any
 import jsonschema
 import orjson
 import uvicorn
+from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-IMAGE_TOKENS = 85
 CHAT, TRANSCRIPTION = "chat", "transcription"
+MAX_TRANSCRIPTION_BYTES = 25 * 1024 * 1024
+MAX_IMAGES_PER_REQUEST = 500
+CHARS_PER_TOKEN = 4
+REASONING_TOKENS = {"none": 0, "minimal": 16, "low": 64, "medium": 256, "high": 1024, "xhigh": 2048}
+
+
+@dataclass(frozen=True)
+class Model:
+    """What the fake knows of a model: its snapshot, image accounting, limits and shutdown date."""
+
+    snapshot: str
+    kind: str = CHAT
+    tiles: tuple[int, int] | None = None
+    patch_multiplier: float | None = None
+    reasoning: bool = False
+    max_output: int = 16_384
+    context: int = 128_000
+    shutdown: date | None = None
+
+    def image_tokens(self, width: int, height: int, detail: str) -> int:
+        """The documented cost of one image (Images and vision guide, "Calculating costs")."""
+        if self.patch_multiplier is not None:
+            return math.ceil(_patches(width, height) * self.patch_multiplier)
+        assert self.tiles is not None, "a chat model costs images by tiles or by patches"
+        base, per_tile = self.tiles
+        if detail == "low":
+            return base
+        scale = min(1.0, 2048 / max(width, height))
+        width, height = width * scale, height * scale
+        scale = min(1.0, 768 / min(width, height))
+        width, height = width * scale, height * scale
+        return base + per_tile * math.ceil(width / 512) * math.ceil(height / 512)
+
+
+def _patches(width: int, height: int, cap: int = 1536) -> int:
+    patches = math.ceil(width / 32) * math.ceil(height / 32)
+    if patches <= cap:
+        return patches
+    shrink = math.sqrt(32 * 32 * cap / (width * height))
+    width_s, height_s = width * shrink, height * shrink
+    shrink *= min(math.floor(width_s / 32) / (width_s / 32), math.floor(height_s / 32) / (height_s / 32))
+    return min(cap, math.ceil(width * shrink / 32) * math.ceil(height * shrink / 32))
+
+
+_SHUT_2027_01 = date(2027, 1, 14)
+_SHUT_2026_12 = date(2026, 12, 11)
+_SHUT_2026_10 = date(2026, 10, 23)
+_TRANSCRIBE_SHUT = date(2027, 2, 26)
+MODELS: dict[str, Model] = {
+    "gpt-4o-mini": Model("gpt-4o-mini-2024-07-18", tiles=(2833, 5667), shutdown=_SHUT_2027_01),
+    "gpt-4o": Model("gpt-4o-2024-08-06", tiles=(85, 170), shutdown=_SHUT_2027_01),
+    "gpt-4.1": Model("gpt-4.1-2025-04-14", tiles=(85, 170), max_output=32_768, context=1_047_576,
+                     shutdown=_SHUT_2027_01),
+    "gpt-4.1-mini": Model("gpt-4.1-mini-2025-04-14", patch_multiplier=1.62, max_output=32_768, context=1_047_576,
+                          shutdown=_SHUT_2027_01),
+    "gpt-4.1-nano": Model("gpt-4.1-nano-2025-04-14", patch_multiplier=2.46, max_output=32_768, context=1_047_576,
+                          shutdown=_SHUT_2026_10),
+    "o1-mini": Model("o1-mini-2024-09-12", tiles=(85, 170), reasoning=True, max_output=65_536,
+                     shutdown=date(2025, 10, 27)),
+    "gpt-5": Model("gpt-5-2025-08-07", tiles=(70, 140), reasoning=True, max_output=128_000, context=400_000,
+                   shutdown=_SHUT_2026_12),
+    "gpt-5-mini": Model("gpt-5-mini-2025-08-07", patch_multiplier=1.62, reasoning=True, max_output=128_000,
+                        context=400_000, shutdown=_SHUT_2026_12),
+    "gpt-5.4": Model("gpt-5.4-2026-03-05", patch_multiplier=1.2, reasoning=True, max_output=128_000,
+                     context=1_050_000),
+    "gpt-5.4-mini": Model("gpt-5.4-mini-2026-03-17", patch_multiplier=1.62, reasoning=True, max_output=128_000,
+                          context=400_000),
+    "gpt-5.5": Model("gpt-5.5-2026-04-23", patch_multiplier=1.2, reasoning=True, max_output=128_000,
+                     context=1_050_000),
+    **{name: Model(name, kind=TRANSCRIPTION, shutdown=_TRANSCRIBE_SHUT)
+       for name in ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-4o-mini-transcribe-2025-12-15",
+                    "gpt-4o-transcribe-diarize")},
+    "gpt-transcribe": Model("gpt-transcribe", kind=TRANSCRIPTION),
+}
 
 
 class LocalServer:
@@ -117,9 +203,12 @@ class Upload:
 
 
 class FakeOpenAI:
-    def __init__(self, *, api_key: str = "sk-test", transcript: str = "") -> None:
+    def __init__(self, *, api_key: str = "sk-test", transcript: str = "", models: dict[str, Model] | None = None,
+                 today: date | None = None) -> None:
         self.api_key = api_key
         self.transcript = transcript
+        self.models = dict(MODELS if models is None else models)
+        self.today = today or datetime.now(timezone.utc).date()
         self.requests: list[Received] = []
         self.answers: list[dict[str, Any]] = []
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
@@ -127,6 +216,7 @@ class FakeOpenAI:
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
                 Route("/v1/audio/transcriptions", self._transcription, methods=["POST"]),
+                Route("/v1/models/{model_id:path}", self._model_info, methods=["GET"]),
             ]
         )
 
@@ -147,6 +237,23 @@ class FakeOpenAI:
         queue = self._faults[endpoint]
         return queue.popleft() if queue else None
 
+    def model(self, name: str) -> Model | None:
+        """The model ``name`` (an alias or a snapshot) names, unless unknown or shut down."""
+        found = self.models.get(name) or next((m for m in self.models.values() if m.snapshot == name), None)
+        if found is None or (found.shutdown is not None and found.shutdown <= self.today):
+            return None
+        return found
+
+    async def _model_info(self, request: Request) -> Response:
+        if denied := self._denied(request):
+            return denied
+        name = request.path_params["model_id"]
+        if self.model(name) is None:
+            return _model_not_found(name)
+        shutdown = self.models.get(name) or next(m for m in self.models.values() if m.snapshot == name)
+        return JSONResponse({"id": name, "object": "model", "created": 1_700_000_000, "owned_by": "system",
+                             "shutdown_date": shutdown.shutdown.isoformat() if shutdown.shutdown else None})
+
     async def _chat(self, request: Request) -> Response:
         received = Received(CHAT, time.monotonic(), dict(request.headers), json=orjson.loads(await request.body()))
         self.requests.append(received)
@@ -159,24 +266,32 @@ class FakeOpenAI:
         if fault.body is not None:
             return Response(fault.body, media_type="application/json")
         body = received.json or {}
+        model = self.model(str(body.get("model")))
+        if model is None or model.kind != CHAT:
+            return _model_not_found(str(body.get("model")))
         try:
+            limit = _output_limit(body, model)
             schema = _strict_schema(body)
             texts, jpegs = _user_parts(body)
+            prompt_tokens = _prompt_tokens(body, model)
         except ValueError as exc:
-            return _error(400, str(exc), param="messages")
+            return _error(400, str(exc), param="messages", code=getattr(exc, "code", None))
         answer = _answer(jpegs, " ".join(texts).lower(), schema)
         try:
             jsonschema.validate(answer, schema)
         except jsonschema.ValidationError as exc:
             return _error(400, f"the fake model's answer does not match the request schema: {exc.message}")
         content = fault.content if fault.content is not None else orjson.dumps(answer).decode()
-        prompt_tokens = IMAGE_TOKENS * len(jpegs) + sum(len(t) for t in texts) // 4
-        completion_tokens = max(1, len(content) // 4)
+        reasoning = REASONING_TOKENS[body.get("reasoning_effort") or "medium"] if model.reasoning else 0
+        finish_reason = fault.finish_reason
+        if reasoning + _tokens(content) > limit:
+            content, finish_reason = content[:max(0, limit - reasoning) * CHARS_PER_TOKEN], "length"
+        completion_tokens = min(limit, reasoning + _tokens(content))
         completion = {
             "id": f"chatcmpl-fake{len(self.answers)}",
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": f"{body.get('model')}-2024-07-18",
+            "model": model.snapshot,
             "system_fingerprint": "fp_fake",
             "choices": [
                 {
@@ -187,20 +302,27 @@ class FakeOpenAI:
                         "refusal": fault.refusal,
                     },
                     "logprobs": None,
-                    "finish_reason": fault.finish_reason,
+                    "finish_reason": finish_reason,
                 }
             ],
             "usage": {
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0,
+                                              "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
             },
         }
         self.answers.append(completion)
         return JSONResponse(completion)
 
     async def _transcription(self, request: Request) -> Response:
-        form = _multipart(request.headers.get("content-type", ""), await request.body())
+        raw = await request.body()
+        if len(raw) > MAX_TRANSCRIPTION_BYTES:
+            self.requests.append(Received(TRANSCRIPTION, time.monotonic(), dict(request.headers)))
+            return _error(413, f"Maximum content size limit ({MAX_TRANSCRIPTION_BYTES}) exceeded ({len(raw)} bytes read)")
+        form = _multipart(request.headers.get("content-type", ""), raw)
         self.requests.append(Received(TRANSCRIPTION, time.monotonic(), dict(request.headers), form=form))
         if denied := self._denied(request):
             return denied
@@ -241,6 +363,59 @@ def _error(
     kind = "rate_limit_exceeded" if status == 429 else "server_error" if status >= 500 else "invalid_request_error"
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _model_not_found(name: str) -> JSONResponse:
+    return _error(404, f"The model `{name}` does not exist or you do not have access to it.", code="model_not_found")
+
+
+class _Refused(ValueError):
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _tokens(text: str) -> int:
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def _output_limit(body: dict[str, Any], model: Model) -> int:
+    """The request's completion token cap, refused where the API refuses it."""
+    if model.reasoning and "max_tokens" in body:
+        raise _Refused("Unsupported parameter: 'max_tokens' is not supported with this model. "
+                       "Use 'max_completion_tokens' instead.", "unsupported_parameter")
+    if not model.reasoning and "reasoning_effort" in body:
+        raise _Refused("Unrecognized request argument supplied: reasoning_effort", "unsupported_parameter")
+    if "reasoning_effort" in body and body["reasoning_effort"] not in REASONING_TOKENS:
+        raise _Refused(f"Invalid value for 'reasoning_effort': {body['reasoning_effort']!r}", "invalid_value")
+    limit = body.get("max_completion_tokens", body.get("max_tokens", model.max_output))
+    if not isinstance(limit, int) or limit < 1:
+        raise _Refused("max_completion_tokens must be a positive integer", "invalid_value")
+    if limit > model.max_output:
+        raise _Refused(f"max_tokens is too large: {limit}. This model supports at most {model.max_output} "
+                       "completion tokens, whereas you provided {limit}.", "invalid_value")
+    return limit
+
+
+def _prompt_tokens(body: dict[str, Any], model: Model) -> int:
+    """Every message's text by length, every image by the model's accounting; refused past the context window."""
+    text = 0
+    images = 0
+    for message in body.get("messages") or ():
+        content = message.get("content")
+        for part in [{"type": "text", "text": content}] if isinstance(content, str) else content or ():
+            if part.get("type") == "text":
+                text += _tokens(part.get("text") or "")
+            elif part.get("type") == "image_url":
+                image = part.get("image_url") or {}
+                data = base64.b64decode(image["url"].split(",", 1)[1])
+                with Image.open(io.BytesIO(data)) as picture:
+                    images += model.image_tokens(*picture.size, image.get("detail") or "auto")
+    total = text + images
+    if total > model.context:
+        raise _Refused(f"This model's maximum context length is {model.context} tokens. However, your messages "
+                       f"resulted in {total} tokens.", "context_length_exceeded")
+    return total
 
 
 def _strict_schema(body: dict[str, Any]) -> dict[str, Any]:
@@ -290,6 +465,8 @@ def _user_parts(body: dict[str, Any]) -> tuple[list[str], list[bytes]]:
                 if not data.startswith(b"\xff\xd8"):
                     raise ValueError("Invalid image: the data is not a JPEG")
                 jpegs.append(data)
+    if len(jpegs) > MAX_IMAGES_PER_REQUEST:
+        raise ValueError(f"Too many images: at most {MAX_IMAGES_PER_REQUEST} per request")
     return texts, jpegs
 
 
