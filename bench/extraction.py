@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from bench.harness import Goal, median
-from processors.decode import decode_media
+from processors.video import decode_media
 
 OUTPUT = ["-vf", "fps=1/2", "-vframes", "8", "-f", "image2pipe", "-vcodec", "mjpeg", "pipe:1"]
 """The note's command after ``-i IN``."""

@@ -22,7 +22,7 @@ from bench.extraction import extraction_seconds
 from bench.harness import Goal, deployment, median, percentile
 from dodolens import client
 from dodolens.client import analyze_bytes
-from processors.sniff import HEAD_BYTES, leading_chunks
+from processors.video import HEAD_BYTES, leading_chunks
 from tests.support.fake_openai import (
     CHAT,
     TRANSCRIPTION,
@@ -208,7 +208,7 @@ def latency_and_progressive(reference: bytes) -> tuple[Goal, Goal]:
             "how: a follow job starts with the upload, decodes the container front to back as chunks arrive "
             "(keyframes only, one candidate per slot of the timeline, audio resampled on the way), selects and "
             "encodes the frames once the last chunk is read, and delivers them once complete has checked the chunk "
-            "count and the SHA-256 (processors/progressive.py)",
+            "count and the SHA-256 (processors/video/progressive.py)",
             "fragmented MP4 at full loopback speed (the 92 MB arrive in well under a second, faster than the decode "
             f"reads them): {', '.join(f'{v:.3f}' for v in flat_s)} s",
             f"moov-at-end MP4 at {mbps:g} Mb/s in plain order, which cannot be decoded before its index arrives with "

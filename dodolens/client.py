@@ -15,7 +15,7 @@ import orjson
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from processors.sniff import HEAD_BYTES, leading_chunks
+from processors.video import HEAD_BYTES, leading_chunks
 
 EventCallback = Callable[[dict[str, Any]], Awaitable[None] | None]
 ProgressCallback = Callable[[int, int], None]
@@ -90,7 +90,7 @@ async def send_chunks(client: httpx.AsyncClient, sid: str, token: str, data: mem
 
     ``data`` is anything sliceable with a length: a memoryview, or a file read chunk by chunk.
     The chunks holding an MP4's index at the end go first, and are stored before any other is sent:
-    the server can then decode the video while the rest arrives (``processors.sniff.leading_chunks``).
+    the server can then decode the video while the rest arrives (``processors.video.sniff.leading_chunks``).
     ``index_first=False`` sends them in plain order, as a client unaware of this would.
     """
     slots = asyncio.Semaphore(parallel)

@@ -11,8 +11,8 @@ from pathlib import Path
 from gateway.config import GatewayConfig
 from processors.analyzer import AnalyzerConfig
 from processors.config import WorkerConfig
-from processors.decode import DecodeLimits
 from processors.usage import parse_prices
+from processors.video import DecodeLimits
 from streams.config import MiB, StreamConfig
 from streams.crypto import Keyring
 

@@ -8,7 +8,7 @@ import socket
 from dataclasses import dataclass, field
 
 from processors.analyzer import AnalyzerConfig
-from processors.decode import DecodeLimits
+from processors.video import DecodeLimits
 from streams.config import StreamConfig
 
 

@@ -20,10 +20,20 @@ from collections.abc import Callable
 from typing import BinaryIO, TypeVar
 
 from processors.config import WorkerConfig
-from processors.decode import DecodedMedia, DecodeError, DecodeLimits, decode_media
-from processors.media_reader import ArrivingReader, ChunkReader, OrderedDigest
-from processors.progressive import TooFewKeyframes, decode_arriving
-from processors.sniff import HEAD_BYTES, leading_chunks, streamable
+from processors.video import (
+    HEAD_BYTES,
+    ArrivingReader,
+    ChunkReader,
+    DecodedMedia,
+    DecodeError,
+    DecodeLimits,
+    OrderedDigest,
+    TooFewKeyframes,
+    decode_arriving,
+    decode_media,
+    leading_chunks,
+    streamable,
+)
 from schemas.errors import ErrorCode
 from schemas.events import EventType
 from streams import keys
@@ -84,7 +94,7 @@ class ChunkFetcher:
     """``fetch(index)`` for a reader on the decode thread: reads with a blocking client, reads ahead.
 
     Calls take turns: the two containers of one decode share their reader behind one lock
-    (``processors.decode._Window``); only the read-ahead thread runs beside them.
+    (``processors.video.threads.SharedWindow``); only the read-ahead thread runs beside them.
 
     Sequential reads (the audio pass, a streamable container) are read ahead by ``READ_AHEAD``
     chunks on a thread of their own, so Redis reads and decryption overlap decoding. Every chunk
@@ -327,7 +337,7 @@ async def follow_job(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, job: 
     """Read an upload while its chunks arrive, so little is left to do after the last one.
 
     Read top to bottom: wait for the first chunk and look at it. A streamable container, or an MP4
-    whose index at the end was sent first (``processors.sniff.leading_chunks``: our clients do),
+    whose index at the end was sent first (``processors.video.sniff.leading_chunks``: our clients do),
     can be decoded front to back: claim the decode, decode forward as chunks arrive, wait for
     completion (the client's chunk count and SHA-256), then deliver. Any other upload (an MP4 sent
     in plain order) is only hashed as it arrives; its decode job, queued at completion, then need

@@ -5,7 +5,7 @@
 const PARALLEL = 3;
 const MAX_ATTEMPTS = 6;
 const HASH_LIMIT = 256 * 1024 * 1024; // hashing reads the whole file in memory: only below this size
-const HEAD_BYTES = 65536; // how much of a file's start the MP4 box walk looks at (processors/sniff.py)
+const HEAD_BYTES = 65536; // how much of a file's start the MP4 box walk looks at (processors/video/sniff.py)
 const STAGES = {
   session_created: "session created",
   chunk_received: "uploading",
@@ -187,7 +187,7 @@ function connectEvents() {
 // ---- upload -------------------------------------------------------------------------------------
 
 // {type, offset, size} of each ISO BMFF top-level box whose header lies in `head` (an ArrayBuffer), as
-// processors/sniff.py: top_level_boxes. Stops at the first header that is not a box; size 0 (to the end) ends the walk.
+// processors/video/sniff.py: top_level_boxes. Stops at the first header that is not a box; size 0 (to the end) ends the walk.
 function topLevelBoxes(head) {
   const view = new DataView(head);
   const boxes = [];
@@ -220,7 +220,7 @@ function indexOffset(head) {
   return null;
 }
 
-// The chunks holding an index at the end (processors/sniff.py: leading_chunks); empty for any other file.
+// The chunks holding an index at the end (processors/video/sniff.py: leading_chunks); empty for any other file.
 function leadingChunks(head, size, chunkSize) {
   const offset = indexOffset(head);
   if (offset === null || !(chunkSize <= offset && offset < size)) return [];

@@ -14,7 +14,7 @@ from playwright.async_api import Request, async_playwright, expect
 
 from dodolens.runner import Runtime
 from dodolens.settings import Settings
-from processors.sniff import HEAD_BYTES, leading_chunks
+from processors.video import HEAD_BYTES, leading_chunks
 from schemas.catalogue import lookup
 from tests.support.fake_openai import FakeOpenAI, LocalServer
 from tests.support.videos import make_video
@@ -222,7 +222,7 @@ HEADS = {  # name -> (the file's first bytes, its size); the chunk size is 1000
 
 
 async def test_the_page_finds_the_same_leading_chunks_as_the_python_client(gateway: Runtime) -> None:
-    """The page's ISO BMFF walk is processors/sniff.py's, box size 1, size 0 and bad headers included."""
+    """The page's ISO BMFF walk is processors/video/sniff.py's, box size 1, size 0 and bad headers included."""
     expected = {name: leading_chunks(head[:HEAD_BYTES], size, 1000) for name, (head, size) in HEADS.items()}
     assert expected["index at the end"] == [5] and expected["index spanning two chunks"] == [3, 4, 5]
     assert expected["64-bit mdat size"] == [6_000_000]

@@ -15,7 +15,7 @@ import pytest
 from dodolens.client import create, send_chunks
 from dodolens.runner import Runtime
 from dodolens.settings import Settings
-from processors.sniff import HEAD_BYTES, index_offset, leading_chunks
+from processors.video.sniff import HEAD_BYTES, index_offset, leading_chunks
 from streams import keys
 from streams.connection import Redis
 from streams.events import history

@@ -115,7 +115,6 @@ class ChunkReader(io.RawIOBase):
             raise ValueError("I/O operation on closed ChunkReader")
 
 
-
 def _owned(data: bytes | bytearray) -> bytearray:
     """A chunk as a buffer the reader can wipe: a fetched ``bytearray`` is taken as is, ``bytes`` copied."""
     return data if isinstance(data, bytearray) else bytearray(data)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from processors.media_reader import ChunkReader
-from processors.progressive import decode_arriving
-from processors.sniff import HEAD_BYTES, index_offset, leading_chunks, streamable, top_level_boxes
+from processors.video.media_reader import ChunkReader
+from processors.video.progressive import decode_arriving
+from processors.video.sniff import HEAD_BYTES, index_offset, leading_chunks, streamable, top_level_boxes
 from tests.support.videos import make_video
 
 CHUNK = 64 * 1024

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors.decode import DecodeError, decode_media
-from processors.media_reader import ArrivingReader, ChunkReader, OrderedDigest
+from processors.video import DecodeError, decode_media
+from processors.video.media_reader import ArrivingReader, ChunkReader, OrderedDigest
 from tests.support.videos import make_video
 
 

@@ -20,7 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from processors.decode import DecodedMedia, DecodeError, DecodeLimits, _finish, _shot, decode_media, frame_budget
+from processors.video import DecodedMedia, DecodeError, DecodeLimits, decode_media
+from processors.video.frames import finish, shrink
+from processors.video.media import frame_budget
 from schemas.errors import ErrorCode
 from tests.support.videos import corrupt, make_audio_only, make_phone_clip, make_video, truncate
 
@@ -164,7 +166,7 @@ def first_frame(data: bytes) -> av.VideoFrame:
 
 
 def test_a_candidate_s_grey_picture_is_its_luma_area_averaged_to_128_px_wide() -> None:
-    shot = _shot(first_frame(clip(width=1920, height=1080, fps=8, duration=1.0, audio=None)), 0, Fraction(1, 8), LIMITS)
+    shot = shrink(first_frame(clip(width=1920, height=1080, fps=8, duration=1.0, audio=None)), 0, Fraction(1, 8), LIMITS)
     luma = shot.planes[:576].astype(np.float64)
     blocks = luma.reshape(72, 8, 128, 8).mean(axis=(1, 3))
     assert shot.grey.shape == (72, 128) and shot.grey.dtype == np.uint8
@@ -174,7 +176,7 @@ def test_a_candidate_s_grey_picture_is_its_luma_area_averaged_to_128_px_wide() -
 @pytest.mark.parametrize("rotation", [0, 90])
 def test_a_chosen_candidate_becomes_the_jpeg_of_its_rgb_in_its_own_colour_matrix(rotation: int) -> None:
     frame = first_frame(clip(width=1920, height=1080, fps=8, duration=1.0, audio=None, rotation=rotation))
-    shot = _shot(frame, 0, Fraction(1, 8), LIMITS)
+    shot = shrink(frame, 0, Fraction(1, 8), LIMITS)
     picture = av.VideoFrame.from_ndarray(shot.planes, format="yuv420p").to_image(
         src_colorspace=shot.colorspace, src_color_range=shot.color_range
     )
@@ -183,7 +185,7 @@ def test_a_chosen_candidate_becomes_the_jpeg_of_its_rgb_in_its_own_colour_matrix
         picture = picture.transpose(turns[shot.rotation])
     expected = io.BytesIO()
     picture.save(expected, format="JPEG", quality=LIMITS.jpeg_quality)
-    assert _finish(shot, LIMITS).jpeg == expected.getvalue()
+    assert finish(shot, LIMITS).jpeg == expected.getvalue()
 
 
 def test_frames_are_never_scaled_up_and_obey_a_custom_long_side() -> None:

@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from processors.select import (
+from processors.video.select import (
     DUPLICATE_BITS,
     Candidate,
     dhash,

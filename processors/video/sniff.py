@@ -6,6 +6,7 @@ The gateway's clients use them too, to send an MP4's index before its media (``u
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import BinaryIO
 
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 HEAD_BYTES = 65536
@@ -86,3 +87,25 @@ def leading_chunks(head: bytes | bytearray | memoryview, size: int, chunk_size: 
     if offset is None or not chunk_size <= offset < size:
         return []
     return list(range(offset // chunk_size, -(-size // chunk_size)))
+
+
+ISO_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"moof", b"styp", b"sidx"}
+
+
+def peek(source: BinaryIO) -> bytes:
+    """The first bytes, to tell a damaged video from something that never was one."""
+    source.seek(0)
+    head = source.read(512)
+    source.seek(0)
+    return bytes(head or b"")
+
+
+def looks_like_container(head: bytes) -> bool:
+    """ISO BMFF box, EBML (Matroska/WebM), MPEG-TS / M2TS sync bytes, RIFF, Ogg or FLV signature."""
+    transport = len(head) > 196 and (head[0] == head[188] == 0x47 or head[4] == head[196] == 0x47)
+    return (
+        head[4:8] in ISO_BOXES
+        or head.startswith(EBML_MAGIC)
+        or transport
+        or head.startswith((b"RIFF", b"OggS", b"FLV"))
+    )

@@ -6,10 +6,10 @@ import io
 
 import pytest
 
-from processors.decode import DecodeError, DecodeLimits, decode_media
-from processors.media_reader import ArrivingReader
-from processors.progressive import CandidatePool, TooFewKeyframes, decode_arriving
-from processors.sniff import streamable
+from processors.video import DecodeError, DecodeLimits, decode_media
+from processors.video.media_reader import ArrivingReader
+from processors.video.progressive import CandidatePool, TooFewKeyframes, decode_arriving
+from processors.video.sniff import streamable
 from tests.support.videos import make_video
 
 CHUNK = 64 * 1024
@@ -67,6 +67,6 @@ def test_the_pool_stays_evenly_spread_and_bounded_whatever_the_length() -> None:
 
 
 def _shot(seconds: float) -> object:
-    from processors.decode import _Shot
+    from processors.video.frames import Shot
 
-    return _Shot(timestamp=seconds, pts=int(seconds * 1000), planes=None, colorspace=0, color_range=0, grey=None, rotation=0)
+    return Shot(timestamp=seconds, pts=int(seconds * 1000), planes=None, colorspace=0, color_range=0, grey=None, rotation=0)

@@ -1,11 +1,11 @@
 """Decoding an upload while it is still arriving: read front to back once.
 
 A WebM/Matroska file, a fragmented or fast-start MP4 and an MPEG-TS stream can be demuxed from
-their first bytes (``processors.sniff.streamable``), so frames and audio are extracted while the
+their first bytes (``processors.video.sniff.streamable``), so frames and audio are extracted while the
 phone is still sending chunks, and little is left to do when the last one lands. So can an MP4
 with its index at the end once the chunks holding that index are stored: our clients send them
-first (``processors.sniff.leading_chunks``). An MP4 sent in plain order waits for
-``processors.decode``'s seeking decode.
+first (``processors.video.sniff.leading_chunks``). An MP4 sent in plain order waits for
+``processors.video.seeking``'s seeking decode.
 
 Front to back, seeking is not possible, so candidates are keyframes, one per slot of the timeline.
 The slots start as long as the seeking decode's spacing when the container declares its duration,
@@ -26,22 +26,18 @@ from typing import BinaryIO
 import av
 import av.error
 
-from processors.decode import (
-    CANDIDATES_PER_SLOT,
+from processors.video.audio import Pcm
+from processors.video.container import (
     TRUNCATION_SLACK,
-    DecodedMedia,
-    DecodeError,
-    DecodeLimits,
-    _declared_duration,
-    _open,
-    _Pcm,
-    _selected_media,
-    _Shot,
-    _shot,
-    _too_long,
-    _video_stream,
-    frame_budget,
+    declared_duration,
+    open_container,
+    selected_media,
+    too_long,
+    video_stream,
 )
+from processors.video.frames import Shot, shrink
+from processors.video.media import DecodedMedia, DecodeError, DecodeLimits, frame_budget
+from processors.video.seeking import CANDIDATES_PER_SLOT
 from schemas.errors import ErrorCode
 
 FIRST_SPACING_S = 0.25
@@ -61,18 +57,18 @@ class CandidatePool:
     """
 
     spacing: float = FIRST_SPACING_S
-    shots: list[_Shot] = field(default_factory=list)
+    shots: list[Shot] = field(default_factory=list)
 
     def wants(self, seconds: float) -> bool:
         return not self.shots or self._slot(seconds) > self._slot(self.shots[-1].timestamp)
 
-    def add(self, shot: _Shot, capacity: int) -> None:
+    def add(self, shot: Shot, capacity: int) -> None:
         if not self.wants(shot.timestamp):
             return
         self.shots.append(shot)
         while len(self.shots) > capacity:
             self.spacing *= 2
-            kept: list[_Shot] = []
+            kept: list[Shot] = []
             for candidate in self.shots:
                 if not kept or self._slot(candidate.timestamp) > self._slot(kept[-1].timestamp):
                     kept.append(candidate)
@@ -99,21 +95,21 @@ def decode_arriving(source: BinaryIO, head: bytes, limits: DecodeLimits | None =
     decode would do better; errors from ``source`` itself (a chunk that never came) propagate.
     """
     limits = limits or DecodeLimits()
-    pcm = _Pcm(limits.audio_rate)
+    pcm = Pcm(limits.audio_rate)
     try:
-        with _open(source, head, limits) as container:
+        with open_container(source, head, limits) as container:
             return _decode_forward(container, head, limits, pcm)
     finally:
         pcm.wipe()
 
 
-def _decode_forward(container: av.container.InputContainer, head: bytes, limits: DecodeLimits, pcm: _Pcm) -> DecodedMedia:
+def _decode_forward(container: av.container.InputContainer, head: bytes, limits: DecodeLimits, pcm: Pcm) -> DecodedMedia:
     """``decode_arriving`` once the container is open; ``pcm`` collects the audio (wiped by the caller)."""
-    video = _video_stream(container, limits)
+    video = video_stream(container, limits)
     audio = next((s for s in container.streams.audio if s.codec_context is not None), None)
-    declared = _declared_duration(container, video)
+    declared = declared_duration(container, video)
     if declared is not None and declared > limits.max_duration_s:
-        raise _too_long(declared, limits)
+        raise too_long(declared, limits)
     base, start = video.time_base, video.start_time or 0
     pool = CandidatePool(_first_spacing(declared, limits))
     end = 0.0
@@ -127,7 +123,7 @@ def _decode_forward(container: av.container.InputContainer, head: bytes, limits:
             if frame.width * frame.height > limits.max_pixels:
                 raise DecodeError(ErrorCode.TOO_MANY_PIXELS, "a frame is larger than the pixel limit")
             capacity = 2 * CANDIDATES_PER_SLOT * frame_budget(end, limits.frame_count, limits.max_frame_count)
-            pool.add(_shot(frame, start, base, limits), capacity)
+            pool.add(shrink(frame, start, base, limits), capacity)
 
     try:
         for packet in container.demux([s for s in (video, audio) if s is not None]):
@@ -137,7 +133,7 @@ def _decode_forward(container: av.container.InputContainer, head: bytes, limits:
                 seconds = float((packet.pts - start) * base)
                 end = max(end, seconds + (float(packet.duration * base) if packet.duration else frame_s))
                 if end > limits.max_duration_s:
-                    raise _too_long(end, limits)
+                    raise too_long(end, limits)
                 if packet.is_keyframe and pool.wants(seconds):
                     try:
                         take(video.decode(packet))
@@ -161,6 +157,6 @@ def _decode_forward(container: av.container.InputContainer, head: bytes, limits:
     budget = frame_budget(duration, limits.frame_count, limits.max_frame_count)
     if len(pool.shots) < min(budget, max(1, math.floor(duration / max(frame_s, 1e-3)))):
         raise TooFewKeyframes(f"{len(pool.shots)} keyframes for a budget of {budget} frames")
-    media = _selected_media(pool.shots, budget, container, video, head, duration, limits)
+    media = selected_media(pool.shots, budget, container, video, head, duration, limits)
     media.audio_wav = pcm.wav()
     return media
