@@ -12,7 +12,16 @@ from processors.config import WorkerConfig
 from processors.sinks import ResultSink, SinkError
 from schemas.errors import ErrorCode
 from schemas.events import EventType, utc_now
-from schemas.result import AnalysisInfo, AnalysisStatus, Result, ResultTooLarge, Timings, VideoInfo, encode_result
+from schemas.result import (
+    AnalysisInfo,
+    AnalysisStatus,
+    Result,
+    ResultTooLarge,
+    Timings,
+    VideoInfo,
+    encode_result,
+    fitted,
+)
 from streams.audit import audit
 from streams.connection import Redis
 from streams.events import publish
@@ -48,6 +57,10 @@ def build_result(sid: str, meta: dict[str, str], frames: list[float], analysis: 
             model=analysis.model,
             transcript_chars=len(analysis.transcript or ""),
             tokens=analysis.tokens,
+            frames_sent=analysis.usage.frames_sent,
+            input_tokens=analysis.usage.input_tokens,
+            output_tokens=analysis.usage.output_tokens,
+            cost_usd=analysis.cost_usd,
         ),
         inventory=analysis.inventory,
         timings=Timings(
@@ -97,7 +110,7 @@ async def analyze_job(r: Redis, cfg: WorkerConfig, sink: ResultSink, job: Job,
             frames.clear()
             audio = None
         await delete_media(r, sid)
-        result = build_result(sid, await get_meta(r, sid) or meta, timestamps, analysis, time.time() - started)
+        result = fitted(build_result(sid, await get_meta(r, sid) or meta, timestamps, analysis, time.time() - started))
         try:
             blob = encode_result(result)
         except ResultTooLarge as exc:

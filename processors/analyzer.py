@@ -94,6 +94,8 @@ class Analysis:
     skipped_reason: str | None
     warnings: list[str] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
+    cost_usd: float | None = None
+    """Of the vision requests, estimated from ``AnalyzerConfig.prices``; None for an unpriced model."""
 
 
 def model_client(config: AnalyzerConfig) -> openai.AsyncOpenAI:
@@ -148,14 +150,16 @@ async def analyze(
         await report("transcription", 0.3)
     vision = await describe(frames, transcript, config, client, report)
     await report("inventory", 1.0)
+    model = vision.model or config.vision_model
     return Analysis(
         inventory=vision.inventory,
-        model=vision.model or config.vision_model,
+        model=model,
         transcript=transcript,
         tokens=tokens + vision.usage.total_tokens,
         skipped_reason=None,
         warnings=warnings,
         usage=vision.usage,
+        cost_usd=vision.usage.cost_usd(model, config.prices),
     )
 
 
