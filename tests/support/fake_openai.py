@@ -1,9 +1,10 @@
 """A local OpenAI API for tests, driven through the real ``openai`` client over real HTTP.
 
 The chat endpoint answers like a model that follows the request: one catalogue item per image
-(the id chosen from the image bytes among the schema's enum), a piano when the transcript talks
-about one (excluded when the customer says it stays), an arcade cabinet outside the catalogue
-when the transcript mentions one. It refuses what OpenAI refuses (non-strict schemas, images that
+(the id chosen from the image bytes among the schema's enum) or, given eyes (``sees``, e.g.
+:func:`tour_sight`), one line per object it reads in the frames, with those frames and its room;
+a piano when the transcript talks about one (excluded when the customer says it stays), an
+arcade cabinet outside the catalogue when the transcript mentions one. It refuses what OpenAI refuses (non-strict schemas, images that
 are not JPEG data URLs, a wrong key), answers in the real ``chat.completions`` format with
 ``usage``, and records every request so tests can check what was sent. Faults (status codes with
 ``Retry-After``, delays, malformed or refused answers) are queued per endpoint.
@@ -31,6 +32,7 @@ import socket
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from email.parser import BytesParser
@@ -46,7 +48,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.support.tour import Tour, read_codes
+
 CHAT, TRANSCRIPTION = "chat", "transcription"
+Sight = Callable[[bytes], list[tuple[str, int]]]
 MAX_TRANSCRIPTION_BYTES = 25 * 1024 * 1024
 MAX_IMAGES_PER_REQUEST = 500
 CHARS_PER_TOKEN = 4
@@ -204,9 +209,10 @@ class Upload:
 
 class FakeOpenAI:
     def __init__(self, *, api_key: str = "sk-test", transcript: str = "", models: dict[str, Model] | None = None,
-                 today: date | None = None) -> None:
+                 today: date | None = None, sees: Sight | None = None) -> None:
         self.api_key = api_key
         self.transcript = transcript
+        self.sees = sees
         self.models = dict(MODELS if models is None else models)
         self.today = today or datetime.now(timezone.utc).date()
         self.requests: list[Received] = []
@@ -276,7 +282,7 @@ class FakeOpenAI:
             prompt_tokens = _prompt_tokens(body, model)
         except ValueError as exc:
             return _error(400, str(exc), param="messages", code=getattr(exc, "code", None))
-        answer = _answer(jpegs, " ".join(texts).lower(), schema)
+        answer = _answer(jpegs, " ".join(texts).lower(), schema, self.sees)
         try:
             jsonschema.validate(answer, schema)
         except jsonschema.ValidationError as exc:
@@ -493,13 +499,42 @@ def item_for(jpeg: bytes, ids: list[str]) -> str:
     return ids[int.from_bytes(hashlib.sha256(jpeg).digest()[:4], "big") % len(ids)]
 
 
-def _answer(jpegs: list[bytes], spoken: str, schema: dict[str, Any]) -> dict[str, Any]:
+def sent_jpegs(body: dict[str, Any]) -> list[bytes]:
+    """The JPEG frames of a recorded chat request, in the order they were sent."""
+    _, jpegs = _user_parts(body)
+    return jpegs
+
+
+def object_item(number: int, ids: list[str]) -> str:
+    """The catalogue id the fake model gives the object whose code is ``number`` (distinct for distinct codes)."""
+    return ids[number % len(ids)]
+
+
+def tour_sight(tour: Tour) -> Sight:
+    """A fake model's eyes for a generated tour: the codes it reads in a frame, in the rooms the tour puts them."""
+    rooms = {thing.id: thing.room for thing in tour.objects}
+    return lambda jpeg: [(rooms[code], code) for code in sorted(read_codes(jpeg)) if code in rooms]
+
+
+def _answer(jpegs: list[bytes], spoken: str, schema: dict[str, Any], sees: Sight | None) -> dict[str, Any]:
+    """With eyes (``sees``), one line per object in the frames it is read in; without, one line per image."""
     ids = catalogue_enum(schema)
-    items = [
-        {"catalogue_id": item_for(jpeg, ids), "quantity": 1 + index % 2, "confidence": 0.9, "frames": [index],
-         "excluded": False}
-        for index, jpeg in enumerate(jpegs)
-    ]
+    rooms: dict[str, list[dict[str, Any]]] = {}
+    if sees is None:
+        rooms["Salon"] = [
+            {"catalogue_id": item_for(jpeg, ids), "quantity": 1 + index % 2, "confidence": 0.9, "frames": [index],
+             "excluded": False}
+            for index, jpeg in enumerate(jpegs)
+        ]
+    else:
+        seen: dict[str, dict[int, list[int]]] = {}
+        for index, jpeg in enumerate(jpegs):
+            for room, number in sees(jpeg):
+                seen.setdefault(room, {}).setdefault(number, []).append(index)
+        for room, objects in seen.items():
+            rooms[room] = [{"catalogue_id": object_item(number, ids), "quantity": 1, "confidence": 0.9,
+                            "frames": frames, "excluded": False} for number, frames in objects.items()]
+    items = rooms.setdefault(next(iter(rooms), "Salon"), [])
     if "piano" in spoken:
         stays = any(word in spoken for word in ("stays", "reste"))
         piano = next(i for i in ids if i.startswith("piano"))
@@ -508,7 +543,9 @@ def _answer(jpegs: list[bytes], spoken: str, schema: dict[str, Any]) -> dict[str
     if "arcade" in spoken:
         others.append({"label": "Borne d'arcade", "quantity": 1, "confidence": 0.6, "frames": [], "excluded": False,
                        "length_m": 0.8, "width_m": 0.7, "height_m": 1.8, "fragile": True})
-    return {"rooms": [{"name": "Salon", "items": items, "other_items": others}]}
+    first = next(iter(rooms))
+    return {"rooms": [{"name": name, "items": lines, "other_items": others if name == first else []}
+                      for name, lines in rooms.items()]}
 
 
 def _multipart(content_type: str, body: bytes) -> dict[str, Any]:
