@@ -11,8 +11,9 @@ references are what joins the answers again:
 - within a room, an item of a later batch is the same object as an earlier batch's item with the
   same catalogue id (or label) when the earlier one was last seen at most ``BOUNDARY_REACH``
   frames before the shared frame and the later one first seen at most that far after it;
-- an item only mentioned (no frames) is one object for the whole video: every batch hears the
-  transcript of its own span, and the same mention may come back from several.
+- an item only mentioned (no frames) is one object for the whole video, and joins a sighting of
+  the same id or label anywhere: every batch hears the whole transcript (the transcription API
+  gives no times finer than its pieces of some twenty minutes), so every batch may name it.
 
 Merged lines keep the largest quantity and confidence any batch gave, all their frames, and are
 excluded when any batch heard the customer keep them. Pure functions, no I/O.
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from schemas.inventory import Inventory, Item
+from schemas.inventory import MAX_FRAME_INDEX, Inventory, Item
 
 BOUNDARY_REACH = 1
 
@@ -92,7 +93,9 @@ def _fold(into: Item, other: Item) -> Item:
 
 
 def _globally(item: Item, offset: int) -> Item:
-    return Item.model_validate(item.model_dump() | {"frames": [offset + f for f in item.frames]})
+    """The item with its frames numbered over the whole video (past ``MAX_FRAME_INDEX`` they cannot be kept)."""
+    frames = [offset + f for f in item.frames if offset + f <= MAX_FRAME_INDEX]
+    return Item.model_validate(item.model_dump() | {"frames": frames})
 
 
 def merge(answers: list[BatchAnswer]) -> Inventory:
@@ -104,8 +107,9 @@ def merge(answers: list[BatchAnswer]) -> Inventory:
     for batch, answer in enumerate(ordered):
         shared = answer.span.start
         for room in answer.inventory.rooms:
-            seen = [_globally(item, shared) for item in room.items if item.frames]
-            mentioned += [(room.name, item) for item in room.items if not item.frames]
+            items = [_globally(item, shared) for item in room.items]
+            seen = [item for item in items if item.frames]
+            mentioned += [(room.name, item) for item in items if not item.frames]
             if not seen:
                 continue
             target = _continued(rooms, room.name, seen, shared, batch) or _room(rooms, room.name)

@@ -151,7 +151,8 @@ def _frames_text(count: int, number: int, parts: int) -> str:
         "The video is sent in parts that overlap by one frame: this part's first frame is the previous "
         "part's last, and its last frame is the next part's first. List everything visible in this part, "
         "the overlap frames included, with the frames it is in; what several parts show is counted once "
-        "afterwards. Name each room as you would for the whole video, so a room keeps its name across parts."
+        "afterwards. Name each room as you would for the whole video, so a room keeps its name across parts. "
+        "The transcript is of the whole video: what it names that this part does not show, list with no frames."
     )
 
 

@@ -364,6 +364,15 @@ async def test_an_object_in_a_shared_frame_is_listed_once_with_frames_over_the_w
     assert analysis.usage.frames_sent == 27 and analysis.usage.requests == 3
 
 
+async def test_every_batch_hears_the_transcript_and_what_it_names_is_listed_once(fake, config):
+    fake.transcript = "Le piano reste ici."
+    analysis = await analyze(frames(25), WAV, replace(config, batch_frames=9))
+    assert all("<transcript>\nLe piano reste ici.\n</transcript>" in "\n".join(user_texts(r.json))
+               for r in fake.received(CHAT))
+    pianos = [i for r in analysis.inventory.rooms for i in r.items if i.catalogue_id == "piano_upright"]
+    assert len(pianos) == 1 and pianos[0].excluded
+
+
 async def test_batches_are_asked_at_once(fake, config):
     fake.inject(Fault(delay_s=0.5), times=3)
     await analyze(frames(25), None, replace(config, batch_frames=9))

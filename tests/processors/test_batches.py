@@ -123,3 +123,8 @@ def test_totals_are_recomputed_after_the_merge():
                     answer(2, 5, ("Salon", [seen("chair", 0, quantity=2)]))])
     assert merged.total_items == 2
     assert merged.total_volume_m3 == 2 * catalogue.lookup("chair").volume_m3
+
+
+def test_frames_past_the_last_index_a_result_can_hold_are_dropped_not_fatal():
+    merged = merge([answer(995, 1003, ("Salon", [seen("chair", 2), seen("sofa_3_seats", 6)]))])
+    assert lines(merged) == [("Salon", "chair", [997], 1), ("Salon", "sofa_3_seats", [], 1)]
