@@ -5,6 +5,9 @@ and 5xx with exponential backoff (0.5 s doubling, capped at 8 s, minus up to 25 
 when the server sends ``Retry-After`` or ``Retry-After-Ms`` of at most 120 s, waits exactly that.
 This module only turns what is left into stable error codes that say whether the job may be
 retried later, and refuses any answer that is not the inventory the schema asks for.
+
+The frames go to the vision model in overlapping batches asked at once (:func:`describe`), so a
+whole home fits the model's context and output cap; ``processors.batches`` plans and merges them.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from processors.prompt import (
     parse_inventory,
     response_format,
 )
-from schemas.errors import ErrorCode
 from processors.usage import DEFAULT_PRICES, Price, Usage
+from schemas.errors import ErrorCode
 from schemas.inventory import Inventory
 
 log = logging.getLogger(__name__)
