@@ -64,10 +64,14 @@ def server() -> Iterator[LocalServer]:
         yield running
 
 
+TODAY = date(2026, 12, 1)
+"""The fake's calendar, so that tests of models with a shutdown date do not expire with it."""
+
+
 @pytest.fixture
 def fake(server: LocalServer) -> FakeOpenAI:
     """A fresh fake API for each test, behind the module's server."""
-    server.app = (fresh := FakeOpenAI(transcript="")).app
+    server.app = (fresh := FakeOpenAI(transcript="", today=TODAY)).app
     return fresh
 
 

@@ -109,7 +109,7 @@ MODELS: dict[str, Model] = {
                           shutdown=_SHUT_2027_01),
     "gpt-4.1-nano": Model("gpt-4.1-nano-2025-04-14", patch_multiplier=2.46, max_output=32_768, context=1_047_576,
                           shutdown=_SHUT_2026_10),
-    "o1-mini": Model("o1-mini-2024-09-12", tiles=(85, 170), reasoning=True, max_output=65_536,
+    "o1-mini": Model("o1-mini-2024-09-12", tiles=(75, 150), reasoning=True, max_output=65_536,
                      shutdown=date(2025, 10, 27)),
     "gpt-5": Model("gpt-5-2025-08-07", tiles=(70, 140), reasoning=True, max_output=128_000, context=400_000,
                    shutdown=_SHUT_2026_12),
@@ -254,11 +254,10 @@ class FakeOpenAI:
         if denied := self._denied(request):
             return denied
         name = request.path_params["model_id"]
-        if self.model(name) is None:
+        if (found := self.model(name)) is None:
             return _model_not_found(name)
-        shutdown = self.models.get(name) or next(m for m in self.models.values() if m.snapshot == name)
         return JSONResponse({"id": name, "object": "model", "created": 1_700_000_000, "owned_by": "system",
-                             "shutdown_date": shutdown.shutdown.isoformat() if shutdown.shutdown else None})
+                             "shutdown_date": found.shutdown.isoformat() if found.shutdown else None})
 
     async def _chat(self, request: Request) -> Response:
         received = Received(CHAT, time.monotonic(), dict(request.headers), json=orjson.loads(await request.body()))
