@@ -59,6 +59,8 @@ def build_result(sid: str, meta: dict[str, str], frames: list[float], analysis: 
             tokens=analysis.tokens,
             frames_sent=analysis.usage.frames_sent,
             input_tokens=analysis.usage.input_tokens,
+            image_tokens=analysis.usage.image_tokens,
+            text_tokens=analysis.usage.text_tokens,
             output_tokens=analysis.usage.output_tokens,
             cost_usd=analysis.cost_usd,
         ),

@@ -1,7 +1,7 @@
 """What the vision requests used, as the API reported it, and what that costs by a price table.
 
-The chat API reports input tokens (text and images together; images are most of them), the
-cached part of those, and output tokens (reasoning included). The cost is an estimate: prices
+The chat API reports input tokens with their image, text and cached parts (a server that does not
+break them down leaves the parts at 0), and output tokens (reasoning included). The cost is an estimate: prices
 change and differ per account, so the table is a setting (``DODOLENS_PRICES``) over these defaults,
 in US dollars per million tokens.
 """
@@ -70,6 +70,8 @@ class Usage:
     requests: int = 0
     frames_sent: int = 0
     input_tokens: int = 0
+    image_tokens: int = 0
+    text_tokens: int = 0
     cached_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
@@ -80,7 +82,10 @@ class Usage:
         self.frames_sent += frames
         self.input_tokens += _count(usage, "prompt_tokens")
         self.output_tokens += _count(usage, "completion_tokens")
-        self.cached_tokens += _count(getattr(usage, "prompt_tokens_details", None), "cached_tokens")
+        details = getattr(usage, "prompt_tokens_details", None)
+        self.image_tokens += _count(details, "image_tokens")
+        self.text_tokens += _count(details, "text_tokens")
+        self.cached_tokens += _count(details, "cached_tokens")
         self.reasoning_tokens += _count(getattr(usage, "completion_tokens_details", None), "reasoning_tokens")
 
     @property

@@ -98,6 +98,8 @@ class AnalysisStats(_Strict):
     frames: int = Field(0, ge=0)
     frames_sent: int = Field(0, ge=0)
     input_tokens: int = Field(0, ge=0)
+    image_tokens: int = Field(0, ge=0)
+    text_tokens: int = Field(0, ge=0)
     output_tokens: int = Field(0, ge=0)
     cost_usd: float | None = Field(None, ge=0)
     video: VideoStats | None = None

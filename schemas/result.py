@@ -46,7 +46,9 @@ class AnalysisInfo(BaseModel):
     transcript_chars: int = 0
     tokens: int = 0
     frames_sent: int = Field(0, description="Images sent to the vision model, shared and re-asked frames counted")
-    input_tokens: int = Field(0, description="Input tokens (images and text) of the vision requests, as reported")
+    input_tokens: int = Field(0, description="Input tokens of the vision requests, as reported")
+    image_tokens: int = Field(0, description="The images' part of the input tokens, as reported (0: not reported)")
+    text_tokens: int = Field(0, description="The text's part of the input tokens, as reported (0: not reported)")
     output_tokens: int = Field(0, description="Output tokens (reasoning included) of the vision requests, as reported")
     cost_usd: float | None = Field(None, description="Estimated from the price table; None for an unpriced model")
 

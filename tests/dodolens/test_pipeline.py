@@ -12,6 +12,7 @@ from dodolens.client import analyze_bytes
 from dodolens.runner import Runtime
 from dodolens.settings import Settings
 from processors.batches import plan
+from processors.usage import DEFAULT_PRICES
 from schemas import catalogue
 from streams import keys
 from streams.connection import Redis
@@ -93,6 +94,15 @@ async def test_a_home_tour_analysed_in_batches_lists_each_object_once_in_its_roo
     spans = plan(len(result["frames"]), 3)
     assert len(requests) == len(spans) >= 3
     assert result["analysis"]["frames_sent"] == len(result["frames"]) + len(spans) - 1
+    reported = [answer["usage"] for answer in fake.answers]
+    analysis = result["analysis"]
+    assert analysis["input_tokens"] == sum(u["prompt_tokens"] for u in reported)
+    assert analysis["image_tokens"] == sum(u["prompt_tokens_details"]["image_tokens"] for u in reported) > 0
+    assert analysis["text_tokens"] == sum(u["prompt_tokens_details"]["text_tokens"] for u in reported) > 0
+    assert analysis["output_tokens"] == sum(u["completion_tokens"] for u in reported)
+    price = DEFAULT_PRICES["gpt-5.4-mini"]
+    assert analysis["cost_usd"] == pytest.approx(
+        (analysis["input_tokens"] * price.input + analysis["output_tokens"] * price.output) / 1e6, abs=1e-6)
     read = {code for batch in requests for j in batch for code in read_codes(j)}
     shared = [batch[0] for batch in requests if batch[0] in {b[-1] for b in requests}]
     assert len(shared) == len(spans) - 1

@@ -491,9 +491,8 @@ async def test_images_cost_what_the_model_documents(fake, config, model, detail,
     one = [(0.0, jpeg(1, (1024, 576)))]
     await analyze(one, None, replace(config, vision_model=model, image_detail=detail))
     await analyze(one * 2, None, replace(config, vision_model=model, image_detail=detail))
-    single, double = (a["usage"]["prompt_tokens"] for a in fake.answers)
-    label = len("Frame 1 at 0.0 s") // 4
-    assert double - single - label in (per_image, per_image + 1)
+    single, double = (a["usage"]["prompt_tokens_details"]["image_tokens"] for a in fake.answers)
+    assert (single, double) == (per_image, 2 * per_image)
 
 
 async def test_a_prompt_past_the_context_window_is_refused(fake, config):
@@ -507,6 +506,9 @@ async def test_usage_is_summed_as_reported_and_priced_from_the_table(fake, confi
     analysis = await analyze(frames(25), None, replace(config, batch_frames=9, prices=prices))
     reported = [a["usage"] for a in fake.answers]
     assert analysis.usage.input_tokens == sum(u["prompt_tokens"] for u in reported)
+    assert analysis.usage.image_tokens == sum(u["prompt_tokens_details"]["image_tokens"] for u in reported) > 0
+    assert analysis.usage.text_tokens == sum(u["prompt_tokens_details"]["text_tokens"] for u in reported) > 0
+    assert analysis.usage.image_tokens + analysis.usage.text_tokens == analysis.usage.input_tokens
     assert analysis.usage.output_tokens == sum(u["completion_tokens"] for u in reported)
     assert analysis.usage.reasoning_tokens == sum(u["completion_tokens_details"]["reasoning_tokens"] for u in reported)
     assert analysis.tokens == analysis.usage.input_tokens + analysis.usage.output_tokens

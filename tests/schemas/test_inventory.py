@@ -64,7 +64,7 @@ def result_with(inventory: Inventory | None, frame_count: int = 16) -> Result:
         analysis=AnalysisInfo(status=AnalysisStatus.COMPLETE if inventory else AnalysisStatus.SKIPPED,
                               model="gpt-5.4-mini-2026-03-17", transcript_chars=2345, tokens=231_234,
                               frames_sent=frame_count + frame_count // 11, input_tokens=180_123,
-                              output_tokens=51_111, cost_usd=0.365092),
+                              image_tokens=160_920, text_tokens=19_203, output_tokens=51_111, cost_usd=0.365092),
         inventory=inventory,
         timings=Timings(upload_s=41.2, queue_s=0.015, decode_s=6.321, analysis_s=28.77, total_s=76.31),
     )

@@ -278,7 +278,7 @@ class FakeOpenAI:
             limit = _output_limit(body, model)
             schema = _strict_schema(body)
             texts, jpegs = _user_parts(body)
-            prompt_tokens = _prompt_tokens(body, model)
+            text_tokens, image_tokens = _prompt_tokens(body, model)
         except ValueError as exc:
             return _error(400, str(exc), param="messages", code=getattr(exc, "code", None))
         answer = _answer(jpegs, " ".join(texts).lower(), schema, self.sees)
@@ -292,6 +292,7 @@ class FakeOpenAI:
         if reasoning + _tokens(content) > limit:
             content, finish_reason = content[:max(0, limit - reasoning) * CHARS_PER_TOKEN], "length"
         completion_tokens = min(limit, reasoning + _tokens(content))
+        prompt_tokens = text_tokens + image_tokens
         completion = {
             "id": f"chatcmpl-fake{len(self.answers)}",
             "object": "chat.completion",
@@ -314,7 +315,8 @@ class FakeOpenAI:
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
-                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0, "image_tokens": image_tokens,
+                                          "text_tokens": text_tokens},
                 "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0,
                                               "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
             },
@@ -402,8 +404,9 @@ def _output_limit(body: dict[str, Any], model: Model) -> int:
     return limit
 
 
-def _prompt_tokens(body: dict[str, Any], model: Model) -> int:
-    """Every message's text by length, every image by the model's accounting; refused past the context window."""
+def _prompt_tokens(body: dict[str, Any], model: Model) -> tuple[int, int]:
+    """(text, image) tokens: every message's text by length, every image by the model's accounting;
+    refused past the context window."""
     text = 0
     images = 0
     for message in body.get("messages") or ():
@@ -420,7 +423,7 @@ def _prompt_tokens(body: dict[str, Any], model: Model) -> int:
     if total > model.context:
         raise _Refused(f"This model's maximum context length is {model.context} tokens. However, your messages "
                        f"resulted in {total} tokens.", "context_length_exceeded")
-    return total
+    return text, images
 
 
 def _strict_schema(body: dict[str, Any]) -> dict[str, Any]:
