@@ -400,7 +400,7 @@ def _output_limit(body: dict[str, Any], model: Model) -> int:
         raise _Refused("max_completion_tokens must be a positive integer", "invalid_value")
     if limit > model.max_output:
         raise _Refused(f"max_tokens is too large: {limit}. This model supports at most {model.max_output} "
-                       "completion tokens, whereas you provided {limit}.", "invalid_value")
+                       f"completion tokens, whereas you provided {limit}.", "invalid_value")
     return limit
 
 
