@@ -219,6 +219,9 @@ def _inventory(completion: Any, frame_count: int, max_output_tokens: int) -> Inv
     def failed(message: str) -> AnalysisError:
         return AnalysisError(ErrorCode.ANALYSIS_FAILED, f"vision: {message}", retryable=False)
 
+    def unreadable(message: str) -> AnalysisError:
+        return _Unreadable(ErrorCode.ANALYSIS_FAILED, f"vision: {message}", retryable=False)
+
     try:
         choice = completion.choices[0]
         message = choice.message
@@ -231,17 +234,21 @@ def _inventory(completion: Any, frame_count: int, max_output_tokens: int) -> Inv
     if choice.finish_reason == "content_filter":
         raise failed("the answer was withheld by the content filter")
     if not isinstance(message.content, str) or not message.content:
-        raise failed("the answer is empty")
+        raise unreadable("the answer is empty")
     try:
         payload = json.loads(message.content)
     except ValueError as exc:
-        raise failed(f"the answer is not JSON ({exc})") from None
+        raise unreadable(f"the answer is not JSON ({exc})") from None
     if not isinstance(payload, dict):
-        raise failed("the answer is not a JSON object")
+        raise unreadable("the answer is not a JSON object")
     try:
         return parse_inventory(payload, frame_count=frame_count)
     except ValueError as exc:
-        raise failed(f"the answer does not match the inventory schema ({_short(str(exc))})") from None
+        raise unreadable(f"the answer does not match the inventory schema ({_short(str(exc))})") from None
+
+
+class _Unreadable(AnalysisError):
+    """An answer that is not the inventory: a batch may be asked again, the job as a whole is not."""
 
 
 @dataclass
@@ -269,8 +276,8 @@ async def describe(
 ) -> Vision:
     """The inventory of the frames, asked in overlapping batches at once and merged (see ``processors.batches``).
 
-    A batch that fails in a way worth retrying is retried alone (``batch_retries`` times, after the
-    client's own retries) while the others' answers are kept; a batch whose answer was cut at the
+    A batch that fails in a way worth retrying, or whose answer is not the inventory, is asked again
+    alone (``batch_retries`` times, after the client's own retries) while the others' answers are kept; a batch whose answer was cut at the
     output cap is split in two halves sharing a frame, which are asked again.
     """
     report = progress or _no_progress
@@ -301,7 +308,7 @@ async def describe(
                 left, right = await asyncio.gather(*(ask(half, number) for half in batches.halves(span)))
                 return left + right
             except AnalysisError as exc:
-                if not exc.retryable or attempt == config.batch_retries:
+                if not (exc.retryable or isinstance(exc, _Unreadable)) or attempt == config.batch_retries:
                     raise
                 log.warning("vision: retrying frames %d-%d alone: %s", span.start, span.stop - 1, exc.message)
                 continue

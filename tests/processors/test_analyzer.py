@@ -401,6 +401,21 @@ async def test_a_failed_batch_is_asked_again_alone_and_the_others_are_kept(fake,
     assert [i.frames for i in analysis.inventory.rooms[0].items] == [[n] for n in range(25)]
 
 
+async def test_a_batch_whose_answer_is_not_the_inventory_is_asked_again_alone(fake, config):
+    fake.inject(Fault(content='{"rooms": [{"name": "Salon", "items": ['))
+    analysis = await analyze(frames(25), None, replace(config, batch_frames=9, batch_retries=1))
+    assert len(fake.received(CHAT)) == 4
+    assert [i.frames for i in analysis.inventory.rooms[0].items] == [[n] for n in range(25)]
+
+
+async def test_a_refusal_is_not_asked_again(fake, config):
+    fake.inject(Fault(refusal="I can't help with that."))
+    error = await failure(frames(25), None, replace(config, batch_frames=9, batch_retries=1))
+    assert (error.code, error.retryable) == ("analysis_failed", False)
+    assert "refused" in error.message
+    assert len(fake.received(CHAT)) <= 3
+
+
 async def test_a_batch_that_keeps_failing_fails_the_analysis_retryably(fake, config):
     fake.fail(503, times=20)
     error = await failure(frames(25), None, replace(config, batch_frames=9, max_retries=0, batch_retries=1))
