@@ -72,7 +72,7 @@ class Settings:
     airtable_table: str = "results"
     airtable_endpoint: str | None = None
     results_db: str = "dodolens-results.sqlite3"
-    frames: int = 8
+    max_frames: int = 150
     max_deliveries: int = 3
     processing_timeout_s: float = 300.0
     decode_concurrency: int = 2
@@ -124,7 +124,7 @@ class Settings:
             airtable_table=get("AIRTABLE_TABLE", d.airtable_table),
             airtable_endpoint=env.get("DODOLENS_AIRTABLE_ENDPOINT") or None,
             results_db=get("RESULTS_DB", d.results_db),
-            frames=int(get("FRAMES", d.frames)),
+            max_frames=int(get("MAX_FRAMES", d.max_frames)),
             max_deliveries=int(get("MAX_DELIVERIES", d.max_deliveries)),
             processing_timeout_s=float(get("PROCESSING_TIMEOUT", d.processing_timeout_s)),
             decode_concurrency=int(get("DECODE_CONCURRENCY", d.decode_concurrency)),
@@ -179,7 +179,7 @@ class Settings:
                 batch_retries=self.batch_retries,
                 prices=parse_prices(self.prices),
             ),
-            limits=DecodeLimits(frame_count=self.frames, threads=self.decode_threads),
+            limits=DecodeLimits(max_frames=self.max_frames, threads=self.decode_threads),
             decode_concurrency=self.decode_concurrency,
             follow_concurrency=self.follow_concurrency,
             follow_idle_s=self.follow_idle_s,

@@ -5,17 +5,17 @@ Every check that refuses a file before decoding lives here, so each refusal name
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import BinaryIO
 
 import av
 import av.error
 import av.stream
 
-from processors.video.frames import Shot
+from processors.video.frames import Timeline, shown_size
 from processors.video.media import DecodedMedia, DecodeError, DecodeLimits
-from processors.video.select import Candidate, select_frames
 from processors.video.sniff import looks_like_container
-from processors.video.threads import finish_all
+from processors.video.threads import Selection
 from schemas.errors import ErrorCode
 
 ALLOWED_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,mpegts,avi,flv,ogg"
@@ -116,16 +116,27 @@ def container_name(container: av.container.InputContainer, head: bytes) -> str:
     return name.split(",")[0]
 
 
-def selected_media(shots: list[Shot], budget: int, container: av.container.InputContainer,
-                    video: av.video.stream.VideoStream, head: bytes, duration: float,
-                    limits: DecodeLimits) -> DecodedMedia:
-    """``budget`` frames selected among the candidates and finished, with what the video is; the
-    audio is the caller's to add."""
-    chosen = select_frames([Candidate(s.timestamp, s.grey) for s in shots], budget)
-    frames = finish_all([shots[i] for i in chosen], limits)
-    turn = (-shots[0].rotation) % 360
-    coded = (video.codec_context.width, video.codec_context.height)
-    width, height = (coded[1], coded[0]) if turn in (90, 270) else coded
+def timeline(container: av.container.InputContainer, video: av.video.stream.VideoStream) -> Timeline:
+    """Frame times on the container's timeline, the one the audio is on (a video track may start late),
+    and the pixel aspect ratio an anamorphic recording declares."""
+    base = video.time_base or Fraction(1, 90_000)
+    if container.start_time is not None:
+        origin = round(Fraction(container.start_time, av.time_base) / base)
+    else:
+        origin = video.start_time or 0
+    aspect = video.sample_aspect_ratio or video.codec_context.sample_aspect_ratio
+    return Timeline(origin, base, Fraction(aspect) if aspect and aspect > 0 else Fraction(1))
+
+
+def describe(container: av.container.InputContainer, video: av.video.stream.VideoStream, head: bytes,
+             duration: float, selection: Selection) -> DecodedMedia:
+    """The selected frames, finished, with what the video is; the audio is the caller's to add."""
+    frames = selection.frames()
+    turn = (-selection.rotation) % 360
+    shown = shown_size(video.codec_context.width, video.codec_context.height, selection.timeline.aspect)
+    width, height = round(shown[0]), round(shown[1])
+    if turn in (90, 270):
+        width, height = height, width
     return DecodedMedia(
         duration=duration,
         width=width,

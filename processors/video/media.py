@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 
@@ -19,13 +18,15 @@ class DecodeError(Exception):
 class DecodeLimits:
     """What a decode may cost; the defaults suit phone recordings of a home."""
 
-    frame_count: int = 8
+    max_frames: int = 150
+    """Ceiling on the frames sent to the model (their cost): a ten-minute tour needs about that many.
+    Below it, the camera's motion decides how many (``processors.video.select``)."""
     max_long_side: int = 1024
     jpeg_quality: int = 85
-    max_pixels: int = 8_847_360 * 2
+    max_pixels: int = 7680 * 4320
+    """8K UHD, as Samsung phones record it."""
     max_duration_s: float = 3600.0
     audio_rate: int = 16_000
-    max_frame_count: int = 32
     threads: int = 2
     """Threads one decode may use. 1 holds it to one core (the audio after the video, frames shrunk and
     encoded one at a time, libav single-threaded): a worker that decodes many sessions side by side
@@ -34,7 +35,8 @@ class DecodeLimits:
 
 @dataclass(frozen=True)
 class Frame:
-    """One selected frame, upright, as JPEG; ``timestamp`` is seconds from the start of the video."""
+    """One selected frame, upright, as JPEG; ``timestamp`` is seconds on the container's timeline
+    (the audio's), from its start."""
 
     timestamp: float
     jpeg: bytes
@@ -60,12 +62,3 @@ class DecodedMedia:
     container: str
     frames: list[Frame]
     audio_wav: bytes | None
-
-
-def frame_budget(duration: float, base: int, maximum: int = 32) -> int:
-    """Frames to keep for a video: ``base`` up to 2 min, then one more per 30 s, at most ``maximum``.
-
-    A ten-minute walk-through covers more rooms than a one-minute one; the cap bounds analysis cost.
-    """
-    extra = max(0, math.floor((duration - 120.0) / 30.0))
-    return max(base, min(maximum, base + extra))

@@ -187,9 +187,12 @@ class OrderedDigest:
             self.next += 1
 
     def hexdigest(self, fetch: Callable[[int], bytes | bytearray]) -> str:
+        """The SHA-256 of all ``count`` chunks, fetching those not hashed yet. ``fetch`` may itself
+        offer what it reads (a reader's fetcher does): the chunk is then hashed once, not again."""
         while self.next < self.count:
-            chunk = fetch(self.next)
-            self.offer(self.next, chunk)
+            index = self.next
+            chunk = fetch(index)
+            self.offer(index, chunk)
             if isinstance(chunk, bytearray):
                 wipe(chunk)
         return self._hash.hexdigest()

@@ -3,8 +3,9 @@
 Why it looks like this:
 - The source is a seekable file-like (``BytesIO`` or ``ChunkReader``): MP4/MOV written by phones keep
   their index (moov atom) at the end, which a pipe cannot reach but a seekable reader can.
-- Frames come from keyframe seeks spread over the whole duration, not from decoding every frame,
-  reduced by ``processors.video.select`` and only the chosen ones JPEG-encoded.
+- Candidates come from keyframe seeks about ``CANDIDATE_SPACING_S`` apart over the whole duration
+  (decoding forward between keyframes that are further apart), not from decoding every frame;
+  ``processors.video.select`` keeps those that show new view, and only those are JPEG-encoded.
 - Every failure is a ``DecodeError`` with a stable code (``schemas.errors.ErrorCode``), and every
   loop is bounded by the input size, so a hostile file cannot hang a worker.
 - Nothing is shared between calls: each call opens its own containers, so it is safe from a thread
@@ -18,7 +19,6 @@ import itertools
 import math
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Future
 from typing import BinaryIO
 
 import av
@@ -28,21 +28,19 @@ from processors.video.audio import audio_only
 from processors.video.container import (
     TRUNCATION_SLACK,
     declared_duration,
+    describe,
     discard_all_but,
     measure,
     open_container,
-    selected_media,
+    timeline,
     too_long,
     video_stream,
 )
-from processors.video.frames import Shot, shrink
-from processors.video.media import DecodedMedia, DecodeError, DecodeLimits, frame_budget
+from processors.video.media import DecodedMedia, DecodeError, DecodeLimits
+from processors.video.select import CANDIDATE_SPACING_S
 from processors.video.sniff import looks_like_container, peek
-from processors.video.threads import AudioPass, SharedWindow, executor
+from processors.video.threads import AudioPass, Selection, SharedWindow
 from schemas.errors import ErrorCode
-
-CANDIDATES_PER_SLOT = 3
-"""Candidates decoded per frame of budget; selection needs choice, keyframe seeks keep it cheap."""
 
 SEEK_ATTEMPTS = 6
 """Seeks tried per target when the demuxer lands late: stepping back 0, 1, 2, 4, 8, 16 s."""
@@ -93,21 +91,22 @@ def _decode_video(container: av.container.InputContainer, head: bytes, limits: D
     duration = declared if declared is not None else measure(container, video, limits)
     if not duration or duration <= 0:
         raise DecodeError(ErrorCode.DECODE_FAILED, "the video stream holds no decodable frames")
-    budget = frame_budget(duration, limits.frame_count, limits.max_frame_count)
-    shots, video_end = _collect(container, video, duration, budget * CANDIDATES_PER_SLOT, limits)
-    if not shots:
-        if looks_like_container(head):
-            raise DecodeError(ErrorCode.TRUNCATED_VIDEO, "no frame could be decoded: the file looks cut off or damaged")
-        raise DecodeError(ErrorCode.DECODE_FAILED, "no frame of the video could be decoded")
-    if declared is not None and declared - video_end > max(2.0, TRUNCATION_SLACK * declared):
-        raise DecodeError(
-            ErrorCode.TRUNCATED_VIDEO,
-            f"the video declares {declared:.1f} s but its frames stop at {video_end:.1f} s:"
-            " the file looks cut off or damaged",
-        )
-    media = selected_media(shots, budget, container, video, head, duration, limits)
-    shots.clear()
-    return media
+    with Selection(limits, timeline(container, video)) as selection:
+        count = math.ceil(duration / CANDIDATE_SPACING_S)
+        video_end = _collect(container, video, duration, count, selection, at_start=declared is not None)
+        if not selection.count:
+            if looks_like_container(head):
+                raise DecodeError(
+                    ErrorCode.TRUNCATED_VIDEO, "no frame could be decoded: the file looks cut off or damaged"
+                )
+            raise DecodeError(ErrorCode.DECODE_FAILED, "no frame of the video could be decoded")
+        if declared is not None and declared - video_end > max(2.0, TRUNCATION_SLACK * declared):
+            raise DecodeError(
+                ErrorCode.TRUNCATED_VIDEO,
+                f"the video declares {declared:.1f} s but its frames stop at {video_end:.1f} s:"
+                " the file looks cut off or damaged",
+            )
+        return describe(container, video, head, duration, selection)
 
 
 def _collect(
@@ -115,9 +114,11 @@ def _collect(
     video: av.video.stream.VideoStream,
     duration: float,
     count: int,
-    limits: DecodeLimits,
-) -> tuple[list[Shot], float]:
-    """Candidates near ``count`` evenly spaced times, and how far into the video frames were found.
+    selection: Selection,
+    at_start: bool,
+) -> float:
+    """Candidates near ``count`` evenly spaced times, handed to ``selection``; returns how far into the
+    video frames were found.
 
     For each target time: seek to the keyframe at or before it and take the first frame if it is
     within half a spacing (and half a frame, for rounded timestamps) of the target; otherwise
@@ -125,57 +126,58 @@ def _collect(
     of seeking back to a keyframe already passed. A frame is never taken twice (strictly increasing
     pts), the last frames before EOF stand in for targets the video does not reach, and frames
     stamped outside the video's duration (damaged timestamps) are passed over. Each frame found is
-    shrunk to a ``Shot`` on a worker thread while the next one is sought and decoded.
+    judged on a worker thread while the next one is sought and decoded. ``at_start``: nothing was read
+    yet, so the first target is decoded from the start (an MPEG-TS seek to 0 lands on the second keyframe).
     """
     base = video.time_base
     start = video.start_time or 0
     rate = video.average_rate or video.guessed_rate
     frame_s = float(1 / rate) if rate else 0.0
+    limits = selection.limits
     if frame_s:
         count = max(1, min(count, round(duration / frame_s)))
     spacing = duration / count
-    with executor(limits, 1, "dodolens-shot") as shrinking:
-        shots: list[Future[Shot]] = []
-        frames: Iterator[av.VideoFrame] | None = None
-        position: float | None = None
-        reach = 0.0
-        last_pts: int | None = None
-        video_end = 0.0
-        for index in range(count):
-            target, earliest = (index + 0.5) * spacing, index * spacing - frame_s / 2 - 1e-6
-            landed = True
-            found: av.VideoFrame | None = None
-            behind: av.VideoFrame | None = None
-            ended = True
-            try:
-                if frames is None or position is None or not position < target <= position + reach:
-                    frames = _land(container, video, target, spacing / 2, frames)
-                    position, landed = None, False
-                for decoded, frame in enumerate(frames, start=1):
-                    t = float((frame.pts - start) * base) if frame.pts is not None else math.nan
-                    if -1.0 <= t <= duration + 1.0:
-                        if not landed:
-                            landed, reach = True, max(reach, target - t)
-                        position, video_end = t, max(video_end, t + frame_s)
-                        if frame.width * frame.height > limits.max_pixels:
-                            raise DecodeError(ErrorCode.TOO_MANY_PIXELS, "a frame is larger than the pixel limit")
-                        if last_pts is None or frame.pts > last_pts:
-                            if t >= earliest:
-                                found, ended = frame, False
-                                break
-                            behind = frame
-                    if decoded >= MAX_FRAMES_PER_TARGET:
-                        ended = False
-                        break
-            except av.error.FFmpegError:
-                frames, ended = None, False
-            found = found or behind
-            if found is not None:
-                shots.append(shrinking.submit(shrink, found, start, base, limits))
-                last_pts = found.pts
-            if ended:
-                break
-        return [shot.result() for shot in shots], video_end
+    frames: Iterator[av.VideoFrame] | None = _frames(container, video) if at_start else None
+    position: float | None = None
+    reach = 0.0
+    last_pts: int | None = None
+    video_end = 0.0
+    for index in range(count):
+        target, earliest = (index + 0.5) * spacing, index * spacing - frame_s / 2 - 1e-6
+        landed = True
+        found: av.VideoFrame | None = None
+        behind: av.VideoFrame | None = None
+        ended = True
+        try:
+            fresh = at_start and index == 0
+            if not fresh and (frames is None or position is None or not position < target <= position + reach):
+                frames = _land(container, video, target, spacing / 2, frames)
+                position, landed = None, False
+            for decoded, frame in enumerate(frames, start=1):
+                t = float((frame.pts - start) * base) if frame.pts is not None else math.nan
+                if -1.0 <= t <= duration + 1.0:
+                    if not landed:
+                        landed, reach = True, max(reach, target - t)
+                    position, video_end = t, max(video_end, t + frame_s)
+                    if frame.width * frame.height > limits.max_pixels:
+                        raise DecodeError(ErrorCode.TOO_MANY_PIXELS, "a frame is larger than the pixel limit")
+                    if last_pts is None or frame.pts > last_pts:
+                        if t >= earliest:
+                            found, ended = frame, False
+                            break
+                        behind = frame
+                if decoded >= MAX_FRAMES_PER_TARGET:
+                    ended = False
+                    break
+        except av.error.FFmpegError:
+            frames, ended = None, False
+        found = found or behind
+        if found is not None:
+            selection.add(found)
+            last_pts = found.pts
+        if ended:
+            break
+    return video_end
 
 
 def _land(

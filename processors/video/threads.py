@@ -8,15 +8,18 @@ libav and PIL release the GIL for all the heavy work, so these threads really ru
 from __future__ import annotations
 
 import io
-import itertools
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import BinaryIO, TypeVar
 
-from processors.video.frames import Shot, finish
+import av
+
+from processors.video.frames import Shot, Timeline, finish, observe
 from processors.video.media import DecodeLimits, Frame
 from processors.video.media_reader import seek_position
+from processors.video.select import CoverageSelector
 
 T = TypeVar("T")
 
@@ -113,10 +116,54 @@ def executor(limits: DecodeLimits, workers: int, name: str) -> Executor:
     return Inline() if limits.threads <= 1 else ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
 
 
-def finish_all(shots: list[Shot], limits: DecodeLimits) -> list[Frame]:
-    """``finish`` for each chosen candidate, in order, on two threads: colour conversion and JPEG
-    encoding run in libav and PIL without the GIL, so two frames are finished at once on two cores."""
-    if len(shots) < 2 or limits.threads <= 1:
-        return [finish(shot, limits) for shot in shots]
-    with ThreadPoolExecutor(max_workers=FINISH_THREADS, thread_name_prefix="dodolens-jpeg") as pool:
-        return list(pool.map(finish, shots, itertools.repeat(limits)))
+class Selection:
+    """Frames as a decode finds them, selected as they come (``CoverageSelector``).
+
+    Each decoded frame is reduced to a candidate and judged on one worker thread while the decode
+    thread goes on to the next; at most ``IN_FLIGHT`` decoded frames wait for it, so memory stays
+    bounded by a few full-size frames (8K: 50 MB each). A kept frame is JPEG-encoded at once on a
+    pool of ``FINISH_THREADS``; the selector holds at most ``max_frames`` of them.
+    """
+
+    IN_FLIGHT = 2
+
+    def __init__(self, limits: DecodeLimits, timeline: Timeline) -> None:
+        self.limits = limits
+        self.timeline = timeline
+        self.rotation = 0
+        self.count = 0
+        self._reduce = executor(limits, 1, "dodolens-shot")
+        self._encode = executor(limits, FINISH_THREADS, "dodolens-jpeg")
+        self._selector: CoverageSelector[Shot, Future[Frame]] = CoverageSelector(
+            limits.max_frames, keep=lambda shot: self._encode.submit(finish, shot, limits)
+        )
+        self._pending: deque[Future[None]] = deque()
+
+    def add(self, frame: av.VideoFrame) -> None:
+        """Judge ``frame`` (candidates in time order); returns once it is queued."""
+        if not self.count:
+            self.rotation = round(frame.rotation / 90) * 90 % 360
+        self.count += 1
+        while len(self._pending) >= self.IN_FLIGHT:
+            self._pending.popleft().result()
+        self._pending.append(self._reduce.submit(self._judge, frame))
+
+    def frames(self) -> list[Frame]:
+        """The kept frames, JPEG-encoded, in time order."""
+        while self._pending:
+            self._pending.popleft().result()
+        return [future.result() for future in self._selector.finish()]
+
+    def close(self) -> None:
+        for pool in (self._reduce, self._encode):
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> Selection:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _judge(self, frame: av.VideoFrame) -> None:
+        candidate, shrink = observe(frame, self.timeline, self.limits)
+        self._selector.offer(candidate, shrink)

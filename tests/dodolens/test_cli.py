@@ -43,7 +43,7 @@ def test_analyze_a_60s_1080p_phone_video_with_the_index_at_the_end(tmp_path: Pat
     duration = result["video"]["duration_s"]
     assert abs(duration - 60.0) < 0.5 and result["video"]["width"] == 1920
     stamps = result["frames"]
-    assert len(stamps) == 8 and (max(stamps) - min(stamps)) >= 0.8 * duration
+    assert len(stamps) >= 6 and (max(stamps) - min(stamps)) >= 0.8 * duration
     assert result["analysis"]["status"] == "skipped"
     client = sync_redis.Redis.from_url(redis_server.url)
     left = [k.decode() for k in client.scan_iter(match=f"dodo:{{{out['session_id']}}}:*")]

@@ -127,12 +127,12 @@ def make_tour(
         if room:
             segments.append(_walk(width, height, fps, walk_s, rng))
         cards = []
-        x = _even(width * rng.uniform(0.5, 1.0))
+        x = _even(width * rng.uniform(0.4, 0.65))
         for index in range(objects_per_room):
             cards.append(_Card(id=next_id, shelf=index % 2, x=x))
             next_id += 1
             x += _even(card * rng.uniform(0.8, 2.2))
-        length = _even(max(cards[-1].x + card + width * rng.uniform(0.3, 0.6), width + 2))
+        length = _even(max(cards[-1].x + card + width * rng.uniform(0.4, 0.65), width + 2))
         speed = rng.uniform(*_SPEED_PX_AT_1280) * width / 1280
         name = ROOM_NAMES[room % len(ROOM_NAMES)] + (f" {room // len(ROOM_NAMES) + 1}" if room >= len(ROOM_NAMES) else "")
         still = still_s if room == rooms // 2 else 0.0

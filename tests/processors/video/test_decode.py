@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from processors.video import DecodedMedia, DecodeError, DecodeLimits, decode_media
-from processors.video.frames import finish, shrink
-from processors.video.media import frame_budget
+from processors.video.frames import Shot, Timeline, finish, observe
+from processors.video.select import CANDIDATE_SPACING_S
 from schemas.errors import ErrorCode
 from tests.support.videos import corrupt, make_audio_only, make_phone_clip, make_video, truncate
 
@@ -114,16 +114,15 @@ FORMATS = {
 
 
 @pytest.mark.parametrize("name", FORMATS)
-def test_every_container_and_codec_gives_eight_frames_spanning_the_video(name: str) -> None:
+def test_every_container_and_codec_gives_frames_from_its_start_to_its_end(name: str) -> None:
     options, codec, container = FORMATS[name]
     media = decode(clip(**options))
     duration = options.get("duration", 4.0)
     assert media.video_codec == codec and media.container == container
     assert media.duration == pytest.approx(duration, abs=0.1)
-    assert len(media.frames) == 8
     stamps = [f.timestamp for f in media.frames]
-    assert stamps == sorted(set(stamps)) and 0 <= stamps[0] and stamps[-1] < duration
-    assert stamps[-1] - stamps[0] >= 0.8 * duration
+    assert len(stamps) >= 2
+    assert stamps == sorted(set(stamps)) and 0 <= stamps[0] < 0.5 and duration - 1.5 <= stamps[-1] < duration
     size = (options.get("width", 320), options.get("height", 240))
     assert (media.width, media.height) == size
     for frame in media.frames:
@@ -135,7 +134,7 @@ def test_phone_mp4_with_its_index_at_the_end_decodes_from_a_plain_bytesio() -> N
     data = clip()
     boxes = top_level_boxes(data)
     assert boxes.index(b"moov") > boxes.index(b"mdat")
-    assert len(decode(data).frames) == 8
+    assert len(decode(data).frames) >= 2
 
 
 @pytest.mark.parametrize(
@@ -160,23 +159,28 @@ def test_full_hd_frames_are_scaled_to_a_long_side_of_1024(rotation: int, size: t
     assert {jpeg(f.jpeg).size for f in media.frames} == {size}
 
 
+def shot_of(frame: av.VideoFrame) -> Shot:
+    return observe(frame, Timeline(0, Fraction(1, 8)), LIMITS)[1]()
+
+
 def first_frame(data: bytes) -> av.VideoFrame:
     with av.open(io.BytesIO(data)) as container:
         return next(container.decode(video=0))
 
 
 def test_a_candidate_s_grey_picture_is_its_luma_area_averaged_to_128_px_wide() -> None:
-    shot = shrink(first_frame(clip(width=1920, height=1080, fps=8, duration=1.0, audio=None)), 0, Fraction(1, 8), LIMITS)
-    luma = shot.planes[:576].astype(np.float64)
-    blocks = luma.reshape(72, 8, 128, 8).mean(axis=(1, 3))
-    assert shot.grey.shape == (72, 128) and shot.grey.dtype == np.uint8
-    assert np.abs(shot.grey - blocks).max() <= 1.0
+    frame = first_frame(clip(width=1920, height=1080, fps=8, duration=1.0, audio=None))
+    candidate, _ = observe(frame, Timeline(0, Fraction(1, 8)), LIMITS)
+    luma = frame.to_ndarray()[:1080].astype(np.float64)
+    blocks = luma.reshape(72, 15, 128, 15).mean(axis=(1, 3))
+    assert candidate.grey.shape == (72, 128) and candidate.grey.dtype == np.uint8
+    assert np.abs(candidate.grey - blocks).max() <= 2.0
 
 
 @pytest.mark.parametrize("rotation", [0, 90])
 def test_a_chosen_candidate_becomes_the_jpeg_of_its_rgb_in_its_own_colour_matrix(rotation: int) -> None:
     frame = first_frame(clip(width=1920, height=1080, fps=8, duration=1.0, audio=None, rotation=rotation))
-    shot = shrink(frame, 0, Fraction(1, 8), LIMITS)
+    shot = shot_of(frame)
     picture = av.VideoFrame.from_ndarray(shot.planes, format="yuv420p").to_image(
         src_colorspace=shot.colorspace, src_color_range=shot.color_range
     )
@@ -298,7 +302,6 @@ def test_a_phone_recording_covers_every_room_with_sharp_upright_frames() -> None
     media = decode(data)
     assert (media.width, media.height, media.rotation) == (1080, 1920, 90)
     assert {(f.width, f.height) for f in media.frames} == {(576, 1024)}
-    assert len(media.frames) == 8
     stamps = [f.timestamp for f in media.frames]
     assert any(t < 10 for t in stamps) and any(t >= 10 for t in stamps)
     assert stamps[-1] - stamps[0] >= 16
@@ -313,22 +316,17 @@ def test_every_scene_longer_than_two_seconds_gets_a_frame() -> None:
     assert {0, 1, 3} <= shown
 
 
-@pytest.mark.parametrize(
-    ("duration", "budget"), [(10, 8), (120, 8), (149, 8), (150, 9), (600, 24), (3600, 32)]
-)
-def test_frame_budget_grows_by_one_per_30_s_after_two_minutes_up_to_32(duration: float, budget: int) -> None:
-    assert frame_budget(duration, 8) == budget
+def test_the_ceiling_keeps_the_frames_that_show_most_new_view() -> None:
+    scenes = ((0.0, "navy"), (4.0, "gold"), (8.0, "teal"))
+    unlimited = decode(clip(duration=12.0, scenes=scenes, audio=None))
+    capped = decode(clip(duration=12.0, scenes=scenes, audio=None), DecodeLimits(max_frames=3))
+    assert len(unlimited.frames) > 3 and len(capped.frames) == 3
+    assert {max(i for i, (start, _) in enumerate(scenes) if start <= f.timestamp) for f in capped.frames} == {0, 1, 2}
 
 
-def test_frame_budget_respects_its_bounds() -> None:
-    assert frame_budget(3600, 8, maximum=12) == 12
-    assert frame_budget(30, 40) == 40
-
-
-def test_the_frame_count_is_configurable_and_short_clips_give_every_frame() -> None:
-    assert len(decode(clip(), DecodeLimits(frame_count=4, max_frame_count=4)).frames) == 4
+def test_a_clip_shorter_than_a_second_gives_its_first_frame() -> None:
     tiny = decode(clip(fps=5, duration=1.0, audio=None))
-    assert [round(f.timestamp, 2) for f in tiny.frames] == [0.0, 0.2, 0.4, 0.6, 0.8]
+    assert [round(f.timestamp, 2) for f in tiny.frames] == [0.0]
 
 
 HLS = b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile:///etc/hostname\n#EXT-X-ENDLIST\n"
@@ -361,13 +359,13 @@ def test_bad_input_gets_its_error_code(name: str) -> None:
 @pytest.mark.parametrize("options", [dict(), dict(container="webm", codec="vp9"), dict(container="mpegts")])
 def test_pixel_limit_is_checked_on_the_declared_size(options: dict[str, Any]) -> None:
     assert error_code(clip(**options), DecodeLimits(max_pixels=320 * 240 - 1)) == ErrorCode.TOO_MANY_PIXELS
-    assert len(decode(clip(**options), DecodeLimits(max_pixels=320 * 240)).frames) == 8
+    assert len(decode(clip(**options), DecodeLimits(max_pixels=320 * 240)).frames) >= 1
 
 
 def test_a_real_clip_above_the_default_pixel_limit_is_refused() -> None:
-    data = clip(width=4352, height=4096, fps=1, duration=1.0, audio=None)
-    assert len(data) < 100_000, "a decompression bomb is small on the wire"
-    assert 4352 * 4096 > DecodeLimits().max_pixels
+    data = clip(width=8192, height=4352, fps=1, duration=1.0, audio=None)
+    assert len(data) < 200_000, "a decompression bomb is small on the wire"
+    assert 8192 * 4352 > DecodeLimits().max_pixels
     assert error_code(data) == ErrorCode.TOO_MANY_PIXELS
 
 
@@ -375,7 +373,7 @@ def test_duration_limit_applies_to_declared_and_measured_durations() -> None:
     limits = DecodeLimits(max_duration_s=3.0)
     assert error_code(clip(), limits) == ErrorCode.TOO_LONG
     assert error_code(clip(container="webm", codec="vp9", live=True), limits) == ErrorCode.TOO_LONG
-    assert len(decode(clip(), DecodeLimits(max_duration_s=4.5)).frames) == 8
+    assert len(decode(clip(), DecodeLimits(max_duration_s=4.5)).frames) >= 1
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -383,7 +381,7 @@ def test_damaged_picture_data_still_decodes_what_it_can(seed: int) -> None:
     data = clip()
     start, end = box_span(data, b"mdat")
     media = decode(corrupt(data, seed, start=start + 1024, end=end))
-    assert 1 <= len(media.frames) <= 8
+    assert len(media.frames) >= 1
     assert all(0 <= f.timestamp <= media.duration for f in media.frames)
 
 
@@ -449,7 +447,7 @@ def test_damaged_files_give_media_or_a_decode_error_in_bounded_time(data: bytes)
         assert outcome.code in DECODE_CODES and outcome.message
     else:
         assert isinstance(outcome, DecodedMedia), repr(outcome)
-        assert len(outcome.frames) <= 8
+        assert len(outcome.frames) <= DecodeLimits().max_frames
         stamps = [f.timestamp for f in outcome.frames]
         assert stamps == sorted(set(stamps))
 
@@ -478,8 +476,7 @@ def test_any_valid_clip_decodes_into_ordered_upright_frames(
         audio="aac" if audio else None, rotation=rotation, gop=gop,
     )
     media = decode(data)
-    frames = round(duration * fps)
-    assert len(media.frames) == min(8, frames)
+    assert 1 <= len(media.frames) <= max(1, round(duration / CANDIDATE_SPACING_S) + 1)
     stamps = [f.timestamp for f in media.frames]
     assert stamps == sorted(set(stamps)) and stamps[0] >= 0 and stamps[-1] < duration
     upright = size[::-1] if rotation in (90, 270) else size

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from processors.video.select import (
-    DUPLICATE_BITS,
+    NEW_VIEW_SHARE,
+    WINDOW_FROM,
     Candidate,
-    dhash,
-    hamming,
+    displacement,
+    new_view,
     scene_cuts,
     select_frames,
     sharpness,
@@ -70,20 +71,6 @@ def test_sharpness_of_degenerate_images_is_zero() -> None:
     assert sharpness(np.zeros((0, 0), dtype=np.uint8)) == 0.0
 
 
-def test_dhash_is_64_bit_stable_under_noise_and_tells_scenes_apart() -> None:
-    picture = blurred(noise(2), passes=2)
-    jitter = np.clip(picture.astype(int) + np.random.default_rng(3).integers(-2, 3, picture.shape), 0, 255)
-    assert 0 <= dhash(picture) < 2**64
-    assert hamming(dhash(picture), dhash(picture)) == 0
-    assert hamming(dhash(picture), dhash(jitter.astype(np.uint8))) <= DUPLICATE_BITS
-    assert hamming(dhash(picture), dhash(blurred(noise(4), passes=2))) > 3 * DUPLICATE_BITS
-
-
-def test_hamming_counts_differing_bits() -> None:
-    assert hamming(0b1011, 0b0001) == 2
-    assert hamming(2**64 - 1, 0) == 64
-
-
 def test_scene_cuts_find_the_real_cuts_and_ignore_motion_and_blur(walkthrough: list[Candidate]) -> None:
     scenes = [scene_of(c.timestamp) for c in walkthrough]
     expected = [i for i in range(1, len(scenes)) if scenes[i] != scenes[i - 1]]
@@ -91,52 +78,71 @@ def test_scene_cuts_find_the_real_cuts_and_ignore_motion_and_blur(walkthrough: l
     assert scene_cuts(walkthrough) == expected
 
 
-def test_every_scene_longer_than_two_seconds_is_shown(walkthrough: list[Candidate]) -> None:
-    long_scenes = {0, 2, 3}
-    for budget in (3, 4, 8):
-        chosen = select_frames(walkthrough, budget)
-        assert long_scenes <= {scene_of(walkthrough[i].timestamp) for i in chosen}, budget
+def panorama(seed: int = 7, width: int = 1200, height: int = 72) -> np.ndarray:
+    """A wall to pan along: block texture smoothed a little, so that shifts are measurable."""
+    blocks = np.random.default_rng(seed).integers(0, 256, size=(height // 6, width // 6))
+    return blurred(np.repeat(np.repeat(blocks, 6, axis=0), 6, axis=1).astype(np.uint8), passes=1)
 
 
-def test_selected_frames_are_sharper_than_uniform_sampling(walkthrough: list[Candidate]) -> None:
-    chosen = select_frames(walkthrough, 8)
-    uniform = [round(x) for x in np.linspace(0, len(walkthrough) - 1, 8)]
-    assert any(is_blurred(walkthrough[i].timestamp) for i in uniform)
-    mean = lambda indexes: np.mean([sharpness(walkthrough[i].grey) for i in indexes])  # noqa: E731
-    assert mean(chosen) > 1.5 * mean(uniform)
+def pan(offsets: list[int], wall: np.ndarray | None = None, width: int = 128) -> list[Candidate]:
+    """One candidate a second, each the 128-px view of the wall at a pixel offset."""
+    wall = panorama() if wall is None else wall
+    return [Candidate(float(t), wall[:, x : x + width].copy()) for t, x in enumerate(offsets)]
+
+
+def test_displacement_measures_a_pan_as_a_share_of_the_picture() -> None:
+    wall = panorama()
+    step = displacement(wall[:, 100:228], wall[:, 132:260])
+    assert step == pytest.approx((-0.25, 0.0), abs=1 / 128)
+    assert new_view((-0.25, 0.0)) == pytest.approx(0.25)
+    assert new_view((0.5, 0.5)) == pytest.approx(0.75)
+
+
+def test_a_still_camera_adds_no_frame() -> None:
+    assert select_frames(pan([200] * 30), ceiling=150) == [0]
+
+
+def test_a_pan_keeps_a_frame_each_time_the_set_share_of_the_picture_is_new() -> None:
+    offsets = [20 * t for t in range(50)]
+    chosen = select_frames(pan(offsets), ceiling=150)
+    moves = [(offsets[b] - offsets[a]) / 128 for a, b in zip(chosen, chosen[1:], strict=False)]
+    assert chosen[0] == 0 and chosen[-1] == len(offsets) - 1
+    assert all(m <= NEW_VIEW_SHARE for m in moves), moves
+    assert all(m >= WINDOW_FROM * NEW_VIEW_SHARE for m in moves[:-1]), moves
+    assert len(chosen) <= 1 + offsets[-1] / 128 / (WINDOW_FROM * NEW_VIEW_SHARE) + 1
+
+
+def test_the_share_is_configurable() -> None:
+    candidates = pan([20 * t for t in range(50)])
+    assert len(select_frames(candidates, ceiling=150, share=0.3)) > 1.8 * len(select_frames(candidates, ceiling=150))
+
+
+def test_a_blurred_stretch_waits_for_the_next_sharp_candidate() -> None:
+    candidates = pan([40 * t for t in range(20)])
+    smeared = {5, 6, 7, 8}
+    candidates = [Candidate(c.timestamp, blurred(c.grey, 8)) if i in smeared else c for i, c in enumerate(candidates)]
+    chosen = select_frames(candidates, ceiling=150)
+    assert not smeared & set(chosen)
+    assert 9 in chosen, "the first sharp candidate after the blur"
+
+
+def test_a_scene_cut_starts_a_new_view_at_once() -> None:
+    candidates = pan([200] * 5) + [Candidate(5.0 + t, c.grey) for t, c in enumerate(pan([300] * 5, panorama(9)))]
+    assert select_frames(candidates, ceiling=150) == [0, 5]
+
+
+def test_above_the_ceiling_the_frames_adding_least_new_view_go_first() -> None:
+    rooms = [pan([0, 20, 40, 60, 80, 100], panorama(seed)) for seed in (1, 2, 3)]
+    candidates = [Candidate(6.0 * r + c.timestamp, c.grey) for r, room in enumerate(rooms) for c in room]
+    unlimited = select_frames(candidates, ceiling=150)
+    capped = select_frames(candidates, ceiling=3)
+    assert len(unlimited) > 3
+    assert capped == [0, 6, 12], "each room's first view adds all of it; the rest add part"
+    assert select_frames(candidates, ceiling=1) == [0]
+
+
+def test_selection_follows_a_real_clip_through_scenes_and_blur(walkthrough: list[Candidate]) -> None:
+    chosen = select_frames(walkthrough, ceiling=150)
+    assert chosen == sorted(set(chosen))
+    assert {scene_of(walkthrough[i].timestamp) for i in chosen} >= {0, 2, 3}
     assert not any(is_blurred(walkthrough[i].timestamp) for i in chosen)
-
-
-def test_selection_is_sorted_unique_and_within_budget(walkthrough: list[Candidate]) -> None:
-    for budget in range(0, 30):
-        chosen = select_frames(walkthrough, budget)
-        assert chosen == sorted(set(chosen))
-        assert len(chosen) == min(budget, len(walkthrough))
-        assert all(0 <= i < len(walkthrough) for i in chosen)
-    assert select_frames([], 8) == []
-
-
-def test_selection_spreads_over_the_whole_timeline() -> None:
-    candidates = [Candidate(float(t), noise(100 + t)) for t in range(24)]
-    chosen = [candidates[i].timestamp for i in select_frames(candidates, 8)]
-    assert chosen[0] <= 2.0 and chosen[-1] >= 21.0
-    assert max(b - a for a, b in zip(chosen, chosen[1:])) <= 2 * 23 / 7
-
-
-def test_near_duplicates_are_dropped_while_distinct_frames_remain() -> None:
-    still = noise(7)
-    distinct = {5: noise(8), 11: noise(9), 17: noise(10)}
-    candidates = [Candidate(float(t), distinct.get(t, still)) for t in range(24)]
-    chosen = select_frames(candidates, 4)
-    assert set(distinct) <= set(chosen)
-    assert len([i for i in chosen if i not in distinct]) == 1
-
-
-def test_duplicates_fill_the_budget_only_when_nothing_else_is_left_and_fill_the_widest_gaps() -> None:
-    still = noise(7)
-    distinct = {5: noise(8), 11: noise(9), 17: noise(10)}
-    candidates = [Candidate(float(t), distinct.get(t, still)) for t in range(24)]
-    chosen = select_frames(candidates, 6)
-    assert set(distinct) <= set(chosen) and len(chosen) == 6
-    assert chosen[0] == 0 and chosen[-1] == 23
-    assert min(b - a for a, b in zip(chosen, chosen[1:])) >= 3
