@@ -109,6 +109,7 @@ async def test_a_home_tour_analysed_in_batches_lists_each_object_once_in_its_roo
     assert any(read_codes(j) for j in shared), "an object must be in a frame two batches share"
     truth = {o.id: o for o in tour.objects}
     assert {o.id for o in tour.objects if any(o.visible_at(t) for t in result["frames"])} <= read
+    assert read == set(truth), "the frame selection shows every object of the tour"
     ids = list(catalogue.ids())
     listed = sorted((room["name"], item["catalogue_id"]) for room in result["inventory"]["rooms"]
                     for item in room["items"])
