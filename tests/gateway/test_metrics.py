@@ -67,7 +67,8 @@ async def new_session(http: httpx.AsyncClient, size: int) -> tuple[str, dict[str
 
 
 def finished_result(total_s: float, tokens: int) -> dict[str, Any]:
-    return {"analysis": {"status": "complete", "model": "gpt-4o-mini", "tokens": tokens},
+    return {"analysis": {"status": "complete", "model": "gpt-4o-mini", "tokens": tokens, "frames_sent": 27,
+                         "cost_usd": 0.0125},
             "timings": {"upload_s": 1.5, "queue_s": 0.1, "decode_s": 2.5, "analysis_s": 7.0, "total_s": total_s}}
 
 
@@ -110,6 +111,8 @@ async def test_metrics_follow_activity(gateway_only: Runtime) -> None:
     assert value(after, "dodolens_stage_duration_seconds_bucket", stage="total", le="20.0") == 1
     assert value(after, "dodolens_stage_duration_seconds_bucket", stage="total", le="10.0") == 0
     assert value(after, "dodolens_model_tokens_total", model="gpt-4o-mini") == 900
+    assert value(after, "dodolens_model_frames_sent_total", model="gpt-4o-mini") == 27
+    assert value(after, "dodolens_model_cost_usd_total", model="gpt-4o-mini") == 0.0125
     assert value(after, "dodolens_queue_length", stream=keys.JOBS) == 1
     assert value(after, "dodolens_consumer_group_lag", stream=keys.JOBS, group=keys.DECODERS) == 1
     assert value(after, "dodolens_consumer_group_pending", stream=keys.JOBS, group=keys.DECODERS) == 0
