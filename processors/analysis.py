@@ -12,16 +12,8 @@ from processors.config import WorkerConfig
 from processors.sinks import ResultSink, SinkError
 from schemas.errors import ErrorCode
 from schemas.events import EventType, utc_now
-from schemas.result import (
-    AnalysisInfo,
-    AnalysisStatus,
-    Result,
-    ResultTooLarge,
-    Timings,
-    VideoInfo,
-    encode_result,
-    fitted,
-)
+from schemas.result import (AnalysisInfo, AnalysisStatus, Result, ResultTooLarge, Timings, VideoInfo, encode_result,
+                            fitted)
 from streams.audit import audit
 from streams.connection import Redis
 from streams.events import publish
