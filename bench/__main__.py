@@ -10,11 +10,12 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import clips, extraction, fanout, ingest, memory, pipeline, scaleout
+from bench import clips, coverage, extraction, fanout, ingest, memory, pipeline, scaleout
 from bench.harness import ROOT, Goal, load_average
 from bench.report import render
 
-ORDER = ("extraction", "memory", "ingest", "latency", "fanout", "scaleout", "progressive", "load")
+ORDER = ("extraction", "memory", "ingest", "latency", "fanout", "scaleout", "progressive", "load", "coverage", "selection",
+         "8k")
 
 
 def _latency_pair() -> Callable[[], list[Goal]]:
@@ -48,9 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         "scaleout": lambda: scaleout.run(clips.reference()),
         "progressive": lambda: pair()[1],
         "load": pipeline.load,
+        "coverage": coverage.run,
+        "selection": coverage.run_selection,
+        "8k": coverage.run_8k,
     }
     started, began, load_before = datetime.now(timezone.utc), time.monotonic(), load_average()
-    if any(name not in ("fanout", "load") for name in wanted):
+    if any(name not in ("fanout", "load", "coverage", "selection", "8k") for name in wanted):
         print("encoding the 60 s 1080p reference clip...", file=sys.stderr, flush=True)
         clips.reference()
     goals = []

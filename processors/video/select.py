@@ -38,8 +38,11 @@ WINDOW_FROM = 0.6
 """Candidates that moved on by at least this share of ``NEW_VIEW_SHARE`` may be kept in its place:
 the sharpest of them is."""
 
-TAIL_SHARE = 0.08
-"""When a view ends, the last stretch is kept if it moved on by more than this share of the picture."""
+TAIL_SHARE = 0.3
+"""When a view ends (a cut, a blur, the end of the video), the stretch since the last kept frame is
+kept too if it moved on by more than this share of the picture. Less is left out: what only that
+stretch shows whole is an object cut by the last kept frame's edge, and a frame for each such end
+costs more than the few objects it adds."""
 
 MIN_MATCH = 0.1
 """Phase-correlation peak (1.0: identical pictures; about 0.02 for unrelated ones) below which two

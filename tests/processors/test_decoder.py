@@ -124,8 +124,17 @@ async def stream_ids(redis: Redis, stream: str) -> set[str]:
     return {entry_id.decode() for entry_id, _ in await redis.xrange(stream)}
 
 
-async def test_a_streamable_upload_is_decoded_while_its_chunks_arrive(small_chunks: Runtime, redis: Redis) -> None:
-    video = make_video(duration=8.0, width=640, height=360, noise=3, container="webm", codec="vp9", audio="opus")
+STREAMING_UPLOADS = {
+    "webm_vp9": dict(codec="vp9"),
+    "mediarecorder_webm_keyframes_3_s_apart": dict(codec="vp8", live=True, gop=90, fps=30),
+}
+
+
+@pytest.mark.parametrize("kind", STREAMING_UPLOADS)
+async def test_a_streamable_upload_is_decoded_while_its_chunks_arrive(small_chunks: Runtime, redis: Redis,
+                                                                      kind: str) -> None:
+    video = make_video(duration=8.0, width=640, height=360, noise=3, container="webm", audio="opus",
+                       **STREAMING_UPLOADS[kind])
     async with httpx.AsyncClient(base_url=small_chunks.url) as http:
         session = await create(http, len(video), "video/webm")
         sid, token, chunk = session["session_id"], session["token"], session["chunk_size"]

@@ -63,6 +63,8 @@ def make_video(
     preset: str | None = None,
     live: bool = False,
     noise: int = 0,
+    sample_aspect: Fraction | None = None,
+    video_delay: float = 0.0,
 ) -> bytes:
     """Encode a clip in memory and return the file's bytes.
 
@@ -74,7 +76,9 @@ def make_video(
     cues, like a browser's MediaRecorder. ``noise`` (0-7) is per-frame sensor noise, which is what makes
     real recordings expensive to encode and decode; ``preset`` overrides the encoder speed preset
     (x264 defaults to ``veryfast``, which keeps B-frames). AV1 (SVT) needs sizes that are multiples
-    of 8. WebM only carries Opus, so ``audio="aac"`` becomes Opus there.
+    of 8. WebM only carries Opus, so ``audio="aac"`` becomes Opus there. ``sample_aspect`` is the
+    pixel aspect ratio an anamorphic recording declares; ``video_delay`` starts the video that many
+    seconds after the audio, on the same timeline.
     """
     if rotation % 90:
         raise ValueError("rotation must be a multiple of 90")
@@ -102,6 +106,8 @@ def make_video(
             video.bit_rate = bitrate
         if rotation:
             video.set_display_rotation(-rotation)
+        if sample_aspect is not None:
+            video.codec_context.sample_aspect_ratio = sample_aspect
         sound = _add_audio(muxer, audio) if audio else None
         tone = _Tone()
         frames = max(1, round(duration * fps))
@@ -111,7 +117,7 @@ def make_video(
             smoothed = any(start <= t < end for start, end in blur or [])
             planes = _frame_planes(scene, t, turns, smoothed, grain[index % len(grain)] if grain else None)
             frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
-            frame.pts = index
+            frame.pts = index + round(video_delay * fps)
             muxer.mux(video.encode(frame))
             if sound is not None:
                 while tone.position < (index + 1) / fps * AUDIO_RATE:

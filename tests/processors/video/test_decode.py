@@ -121,8 +121,9 @@ def test_every_container_and_codec_gives_frames_from_its_start_to_its_end(name: 
     assert media.video_codec == codec and media.container == container
     assert media.duration == pytest.approx(duration, abs=0.1)
     stamps = [f.timestamp for f in media.frames]
-    assert len(stamps) >= 2
-    assert stamps == sorted(set(stamps)) and 0 <= stamps[0] < 0.5 and duration - 1.5 <= stamps[-1] < duration
+    assert stamps == sorted(set(stamps)) and 0 <= stamps[0] < 0.5 and stamps[-1] < duration
+    if duration >= 4.0:
+        assert len(stamps) >= 2 and stamps[-1] >= duration - 1.5, "the pan's last stretch has a frame"
     size = (options.get("width", 320), options.get("height", 240))
     assert (media.width, media.height) == size
     for frame in media.frames:
@@ -482,3 +483,16 @@ def test_any_valid_clip_decodes_into_ordered_upright_frames(
     upright = size[::-1] if rotation in (90, 270) else size
     assert {(f.width, f.height) for f in media.frames} == {upright}
     assert (media.audio_wav is not None) == audio
+
+
+def test_an_anamorphic_video_is_shown_as_wide_as_its_pixel_aspect_ratio_says() -> None:
+    media = decode(clip(width=1918, height=1078, sample_aspect=Fraction(4, 3), duration=2.0, fps=8, audio=None))
+    assert (media.width, media.height) == (2557, 1078)
+    assert media.frames
+    for frame in media.frames:
+        assert jpeg(frame.jpeg).size == (frame.width, frame.height) == (1024, 432)
+
+
+def test_frame_times_are_on_the_audio_s_timeline_when_the_video_starts_late() -> None:
+    media = decode(clip(duration=3.0, video_delay=0.6, fps=10))
+    assert media.frames[0].timestamp == pytest.approx(0.6, abs=0.01)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from fractions import Fraction
 
 import pytest
 
@@ -68,3 +69,12 @@ def test_a_streamable_file_cut_short_is_not_mistaken_for_a_short_video() -> None
     video = make_video(duration=6.0, container="webm", codec="vp9", audio="opus", gop=12)
     with pytest.raises((DecodeError, TooFewKeyframes, OSError)):
         forward(video[: len(video) // 3] + bytes(len(video) - len(video) // 3))
+
+
+def test_front_to_back_frames_keep_the_pixel_aspect_ratio_and_the_audio_s_timeline() -> None:
+    video = make_video(container="mkv", width=640, height=360, sample_aspect=Fraction(4, 3), duration=3.0,
+                       video_delay=0.6, fps=10)
+    media = forward(video)
+    assert (media.width, media.height) == (853, 360)
+    assert media.frames[0].timestamp == pytest.approx(0.6, abs=0.01)
+    assert [(f.width, f.height) for f in media.frames] == [(854, 360)] * len(media.frames)
