@@ -86,6 +86,11 @@ async def analyze_video(args: argparse.Namespace, settings: Settings, data: byte
 async def serve(args: argparse.Namespace, settings: Settings, *, gateway: bool, workers: bool) -> int:
     if not settings.master_secret and settings.redis_url and not (gateway and workers):
         raise SettingsError("separate gateway and worker processes must share DODOLENS_MASTER_SECRET")
+    if workers:
+        from dodolens.doctor import ready
+
+        if not await ready(settings, console):
+            return 2
     runtime = Runtime(settings, gateway=gateway, workers=workers, host=getattr(args, "host", "127.0.0.1"),
                       port=getattr(args, "port", 0))
     await runtime.start()
@@ -122,6 +127,7 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--host", default="127.0.0.1")
         s.add_argument("--port", type=int, default=8000)
     sub.add_parser("worker", help="run decoder and analyzer workers only")
+    sub.add_parser("doctor", help="check the configured models and the result table, as up and worker do at start")
     e = sub.add_parser("erase", help="erase a session everywhere (GDPR art. 17)")
     e.add_argument("session_id")
     upload.add_parser(sub)
@@ -150,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
             return run(serve(args, settings, gateway=args.command != "worker", workers=args.command != "gateway"))
         if args.command == "erase":
             return run(erase(args, settings))
+        if args.command == "doctor":
+            from dodolens.doctor import doctor
+
+            return run(doctor(settings))
         if args.command == "upload":
             return upload.main(args)
         if args.command in ops.COMMANDS:

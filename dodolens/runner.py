@@ -16,6 +16,7 @@ from processors.analysis import analyze_job
 from processors.analyzer import model_client
 from processors.config import WorkerConfig
 from processors.decoder import decode_job, follow_job
+from processors.delivery import run_delivery
 from processors.sinks import ResultSink, open_sink
 from processors.sweeper import run_sweeper
 from processors.worker import run_group
@@ -42,6 +43,7 @@ def make_sink(settings: Settings) -> ResultSink:
         airtable_table=settings.airtable_table,
         airtable_endpoint=settings.airtable_endpoint,
         sqlite_path=settings.results_db,
+        airtable_lock_s=settings.airtable_lock_s,
     )
 
 
@@ -74,6 +76,7 @@ async def _run_groups(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sink
         run_group(r, cfg.stream, stream=keys.ANALYZE, group=keys.ANALYZERS, concurrency=cfg.analyze_concurrency,
                   handler=lambda job: analyze_job(r, cfg, sink, job, model), **common),
         run_sweeper(r, cfg.stream, cfg.sweep_interval_s, stop),
+        run_delivery(r, cfg.stream, cfg.delivery, sink, stop),
     )
 
 

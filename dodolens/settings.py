@@ -11,6 +11,7 @@ from pathlib import Path
 from gateway.config import GatewayConfig
 from processors.analyzer import AnalyzerConfig
 from processors.config import WorkerConfig
+from processors.delivery import DeliveryConfig
 from processors.usage import parse_prices
 from processors.video import DecodeLimits
 from streams.config import MiB, StreamConfig
@@ -57,7 +58,8 @@ class Settings:
     openai_api_key: str | None = field(default=None, repr=False)
     openai_base_url: str | None = None
     vision_model: str = "gpt-5.4-mini"
-    transcription_model: str = "whisper-1"
+    transcription_model: str = "gpt-transcribe"
+    transcription_language: str | None = None
     openai_timeout_s: float = 180.0
     openai_max_retries: int = 3
     image_detail: str = "low"
@@ -71,6 +73,8 @@ class Settings:
     airtable_base_id: str | None = None
     airtable_table: str = "results"
     airtable_endpoint: str | None = None
+    airtable_lock_s: float = 30.0
+    result_hold_s: int = 86_400
     results_db: str = "dodolens-results.sqlite3"
     max_frames: int = 150
     max_deliveries: int = 3
@@ -110,6 +114,7 @@ class Settings:
             openai_base_url=env.get("OPENAI_BASE_URL") or None,
             vision_model=get("VISION_MODEL", d.vision_model),
             transcription_model=get("TRANSCRIPTION_MODEL", d.transcription_model),
+            transcription_language=env.get("DODOLENS_TRANSCRIPTION_LANGUAGE") or None,
             openai_timeout_s=float(get("OPENAI_TIMEOUT", d.openai_timeout_s)),
             openai_max_retries=int(get("OPENAI_MAX_RETRIES", d.openai_max_retries)),
             image_detail=get("IMAGE_DETAIL", d.image_detail),
@@ -123,6 +128,8 @@ class Settings:
             airtable_base_id=env.get("DODOLENS_AIRTABLE_BASE_ID") or None,
             airtable_table=get("AIRTABLE_TABLE", d.airtable_table),
             airtable_endpoint=env.get("DODOLENS_AIRTABLE_ENDPOINT") or None,
+            airtable_lock_s=float(get("AIRTABLE_LOCK", d.airtable_lock_s)),
+            result_hold_s=int(get("RESULT_HOLD", d.result_hold_s)),
             results_db=get("RESULTS_DB", d.results_db),
             max_frames=int(get("MAX_FRAMES", d.max_frames)),
             max_deliveries=int(get("MAX_DELIVERIES", d.max_deliveries)),
@@ -169,6 +176,7 @@ class Settings:
                 api_key=self.openai_api_key,
                 vision_model=self.vision_model,
                 transcription_model=self.transcription_model,
+                transcription_language=self.transcription_language,
                 timeout_s=self.openai_timeout_s,
                 max_retries=self.openai_max_retries,
                 image_detail=self.image_detail,
@@ -180,6 +188,7 @@ class Settings:
                 prices=parse_prices(self.prices),
             ),
             limits=DecodeLimits(max_frames=self.max_frames, threads=self.decode_threads),
+            delivery=DeliveryConfig(hold_s=self.result_hold_s),
             decode_concurrency=self.decode_concurrency,
             follow_concurrency=self.follow_concurrency,
             follow_idle_s=self.follow_idle_s,

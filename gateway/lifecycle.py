@@ -3,6 +3,7 @@ protocol brought it."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 from gateway.auth import issue_token, new_session_id
@@ -16,6 +17,7 @@ from streams.connection import Redis
 from streams.events import publish
 from streams.jobs import enqueue
 from streams.lifecycle import erase_session, fail_session
+from streams.results import queue_for_sink
 from streams.sessions import (
     State,
     create_session,
@@ -23,6 +25,8 @@ from streams.sessions import (
     missing_chunks,
     set_state,
 )
+
+log = logging.getLogger("dodolens.gateway")
 
 UPLOADABLE = frozenset({State.CREATED, State.UPLOADING})
 
@@ -84,6 +88,11 @@ async def complete_upload(r: Redis, cfg: GatewayConfig, sid: str, meta: dict[str
 async def erase_upload(r: Redis, cfg: GatewayConfig, results: ResultStore, sid: str) -> ErasureReceipt:
     """Every Redis key of the session, then its stored result: the GDPR art. 17 path."""
     receipt = await erase_session(r, cfg.stream, sid)
-    deleted = await results.delete(sid)
+    try:
+        deleted = await results.delete(sid)
+    except Exception as exc:  # the store's own error types are the processors' business
+        log.warning("result of %s not erased yet, a worker will retry: %s", sid, exc)
+        await queue_for_sink(r, sid)
+        deleted = False
     await audit(r, cfg.stream, "result_erased", sid, deleted=deleted)
     return ErasureReceipt(**receipt, result_deleted=deleted)

@@ -20,6 +20,7 @@ from streams.chunks import KIND, SealedBuffers, append_sealed
 from streams.connection import Redis
 from streams.crypto import sealed_size
 from streams.events import fan_out
+from streams.results import kept_result
 from streams.sessions import (
     State,
     active_sessions,
@@ -184,10 +185,13 @@ async def status(request: Request) -> Response:
 async def result(request: Request) -> Response:
     sid = session_id(request)
     authorize(request, sid)
-    blob = await request.app.state.results.get(sid)
+    kept = await kept_result(_redis(request), _cfg(request).stream, sid)
+    meta = None if kept is not None else await get_meta(_redis(request), sid)
+    blob = kept
+    if blob is None and (meta is None or meta["state"] == State.DONE):
+        blob = await request.app.state.results.get(sid)
     if blob is not None:
         return Response(decode_result(blob).model_dump_json(), media_type="application/json")
-    meta = await get_meta(_redis(request), sid)
     if meta is None:
         raise ApiError(404, "unknown_session", "no result for this session (expired, erased or never created)")
     if meta["state"] == State.FAILED:

@@ -9,7 +9,9 @@ import openai
 
 from processors.analyzer import Analysis, AnalysisError, analyze
 from processors.config import WorkerConfig
-from processors.sinks import ResultSink, SinkError
+from processors.decoder import _keep_pending
+from processors.delivery import deliver
+from processors.sinks import ResultSink
 from schemas.errors import ErrorCode
 from schemas.events import EventType, utc_now
 from schemas.result import (AnalysisInfo, AnalysisStatus, Result, ResultTooLarge, Timings, VideoInfo, encode_result,
@@ -20,7 +22,12 @@ from streams.events import publish
 from streams.jobs import Job
 from streams.lifecycle import fail_session, pending_meta
 from streams.media import delete_media, load_audio, load_frames
+from streams.results import keep_result
 from streams.sessions import State, get_meta, is_erased, set_state
+
+
+MAX_WARNINGS, MAX_WARNING_CHARS = 5, 300
+"""Warnings kept in the result, which must stay under 5 KB whatever went wrong."""
 
 
 def build_result(sid: str, meta: dict[str, str], frames: list[float], analysis: Analysis, analysis_s: float) -> Result:
@@ -55,6 +62,7 @@ def build_result(sid: str, meta: dict[str, str], frames: list[float], analysis: 
             text_tokens=analysis.usage.text_tokens,
             output_tokens=analysis.usage.output_tokens,
             cost_usd=analysis.cost_usd,
+            warnings=[warning[:MAX_WARNING_CHARS] for warning in analysis.warnings[:MAX_WARNINGS]],
         ),
         inventory=analysis.inventory,
         timings=Timings(
@@ -72,7 +80,7 @@ async def analyze_job(r: Redis, cfg: WorkerConfig, sink: ResultSink, job: Job,
     """Frames and audio -> the model -> the result sink; ``model`` is the worker's long-lived client."""
     sid = job.session_id
     meta = await pending_meta(r, sid)
-    if meta is None:
+    if meta is None or meta.get("state") == State.STORING:
         return
     try:
         await set_state(r, cfg.stream, sid, State.ANALYZING)
@@ -90,6 +98,7 @@ async def analyze_job(r: Redis, cfg: WorkerConfig, sink: ResultSink, job: Job,
 
         started = time.time()
         elapsed = started - float(meta.get("processing_started_at", started))
+        keepalive = asyncio.create_task(_keep_pending(r, cfg, job))
         try:
             analysis = await asyncio.wait_for(analyze(frames, audio, cfg.analyzer, progress, model),
                                               max(1.0, cfg.processing_timeout_s - elapsed))
@@ -101,9 +110,13 @@ async def analyze_job(r: Redis, cfg: WorkerConfig, sink: ResultSink, job: Job,
             await fail_session(r, cfg.stream, sid, exc.code, exc.message, retryable=exc.retryable)
             return
         finally:
+            keepalive.cancel()
             frames.clear()
             audio = None
         await delete_media(r, sid)
+        if analysis.warnings:
+            await publish(r, cfg.stream, sid, EventType.AI_ANALYSIS_PROGRESS,
+                          {"stage": "inventory", "progress": 1.0, "warnings": analysis.warnings})
         result = fitted(build_result(sid, await get_meta(r, sid) or meta, timestamps, analysis, time.time() - started))
         try:
             blob = encode_result(result)
@@ -112,14 +125,8 @@ async def analyze_job(r: Redis, cfg: WorkerConfig, sink: ResultSink, job: Job,
             return
         if await is_erased(r, sid):
             return
-        try:
-            await sink.put(sid, blob)
-        except SinkError as exc:
-            await fail_session(r, cfg.stream, sid, ErrorCode.SINK_FAILED, f"the result could not be stored: {exc}",
-                               retryable=True)
-            return
-        await set_state(r, cfg.stream, sid, State.DONE, result_bytes=len(blob))
-        await publish(r, cfg.stream, sid, EventType.ANALYSIS_COMPLETE, {"result": result.model_dump(mode="json")})
-        await audit(r, cfg.stream, "analysis_complete", sid, result_bytes=len(blob), seconds=result.timings.total_s)
+        await keep_result(r, cfg.stream, sid, blob, ttl_s=cfg.delivery.hold_s, lease_until=cfg.delivery.lease())
+        await set_state(r, cfg.stream, sid, State.STORING)
+        await deliver(r, cfg.stream, cfg.delivery, sink, sid)
     finally:
         await delete_media(r, sid)

@@ -29,6 +29,7 @@ from processors.prompt import (
     parse_inventory,
     response_format,
 )
+from processors.transcription import transcribe
 from processors.usage import DEFAULT_PRICES, Price, Usage
 from schemas.errors import ErrorCode
 from schemas.inventory import Inventory
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 
 SKIPPED_REASON = "no OpenAI API key or base URL configured (OPENAI_API_KEY / OPENAI_BASE_URL)"
 NO_KEY = "no-key"
-UNUSABLE_AUDIO_STATUSES = frozenset({400, 413, 415, 422})
 MAX_MESSAGE_CHARS = 300
 REASONING_MODELS = re.compile(r"^(o\d|gpt-[5-9])")
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
@@ -51,7 +51,8 @@ class AnalyzerConfig:
     base_url: str | None
     api_key: str | None
     vision_model: str = "gpt-5.4-mini"
-    transcription_model: str = "whisper-1"
+    transcription_model: str = "gpt-transcribe"
+    transcription_language: str | None = None
     timeout_s: float = 180.0
     max_retries: int = 3
     image_detail: str = "low"
@@ -65,6 +66,10 @@ class AnalyzerConfig:
     def __post_init__(self) -> None:
         if self.image_detail not in IMAGE_DETAILS:
             raise ValueError(f"image_detail must be one of {IMAGE_DETAILS}, got {self.image_detail!r}")
+        if self.transcription_language is not None and not (
+                len(self.transcription_language) == 2 and self.transcription_language.isalpha()):
+            raise ValueError(f"transcription_language is an ISO-639-1 code such as 'fr', "
+                             f"got {self.transcription_language!r}")
         if self.timeout_s <= 0 or self.max_retries < 0 or self.max_output_tokens < 1:
             raise ValueError("timeout_s and max_output_tokens must be positive, max_retries not negative")
         if self.reasoning_effort is not None and self.reasoning_effort not in REASONING_EFFORTS:
@@ -137,19 +142,9 @@ async def analyze(
     tokens = 0
     if audio_wav:
         await report("transcription", 0.05)
-        try:
-            transcription = await _call(
-                "transcription",
-                client.audio.transcriptions.create(
-                    model=config.transcription_model, file=("audio.wav", audio_wav, "audio/wav")
-                ),
-            )
-        except _UnusableAudio as exc:
-            warnings.append(str(exc))
-            log.warning("continuing without transcript: %s", exc)
-        else:
-            transcript, used = _transcript(transcription)
-            tokens += used
+        heard = await _call("transcription", transcribe(client, audio_wav, model=config.transcription_model,
+                                                        language=config.transcription_language, progress=report))
+        transcript, tokens, warnings = heard.text, heard.tokens, heard.warnings
         await report("transcription", 0.3)
     vision = await describe(frames, transcript, config, client, report)
     await report("inventory", 1.0)
@@ -166,10 +161,6 @@ async def analyze(
     )
 
 
-class _UnusableAudio(Exception):
-    """The speech model rejected the audio itself: the inventory can still be made from the frames."""
-
-
 async def _call(stage: str, request: Awaitable[T]) -> T:
     """Await one API call; map what the client's retries could not fix to an AnalysisError."""
     try:
@@ -183,8 +174,6 @@ async def _call(stage: str, request: Awaitable[T]) -> T:
             ErrorCode.ANALYSIS_FAILED, f"{stage}: could not reach the model API ({exc})", retryable=True
         ) from exc
     except openai.APIStatusError as exc:
-        if stage == "transcription" and exc.status_code in UNUSABLE_AUDIO_STATUSES:
-            raise _UnusableAudio(f"transcription skipped: {_short(exc.message)}") from exc
         message = f"{stage}: {_short(exc.message)}"
         raise AnalysisError(ErrorCode.ANALYSIS_FAILED, message, retryable=_retryable(exc)) from exc
     except (openai.OpenAIError, ValueError) as exc:
@@ -205,12 +194,6 @@ def _short(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "..."
 
 
-def _transcript(transcription: Any) -> tuple[str, int]:
-    text = getattr(transcription, "text", transcription)
-    if not isinstance(text, str):
-        raise AnalysisError(ErrorCode.ANALYSIS_FAILED, "transcription: answer without text", retryable=True)
-    usage = getattr(transcription, "usage", None)
-    return text.strip(), int(getattr(usage, "total_tokens", 0) or 0)
 
 
 def _inventory(completion: Any, frame_count: int, max_output_tokens: int) -> Inventory:

@@ -8,6 +8,7 @@ import socket
 from dataclasses import dataclass, field
 
 from processors.analyzer import AnalyzerConfig
+from processors.delivery import DeliveryConfig
 from processors.video import DecodeLimits
 from streams.config import StreamConfig
 
@@ -22,6 +23,7 @@ class WorkerConfig:
     stream: StreamConfig = field(default_factory=StreamConfig)
     analyzer: AnalyzerConfig = field(default_factory=lambda: AnalyzerConfig(base_url=None, api_key=None))
     limits: DecodeLimits = field(default_factory=DecodeLimits)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     consumer: str = field(default_factory=default_consumer)
     decode_concurrency: int = 2
     follow_concurrency: int = 8

@@ -1,9 +1,10 @@
 """Where results persist: one small blob per session, replaceable and erasable.
 
 SQLite (standard library) by default, Airtable when configured. Both libraries block, so every
-call runs in a worker thread (``asyncio.to_thread``) and the event loop never waits on a disk or
-a network. Writes are keyed on the session id: a job processed twice (at-least-once delivery)
-leaves exactly one result, the last one.
+call runs in a worker thread (``asyncio.to_thread``; Airtable in its own small pool, since its
+calls wait for the rate limit) and the event loop never waits on a disk or a network. Writes are
+keyed on the session id: a job processed twice (at-least-once delivery) leaves exactly one
+result, the last one.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ import os
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import datetime, timezone
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import requests
+from requests.adapters import HTTPAdapter
 from pyairtable import Api, retry_strategy
 from pyairtable.exceptions import PyAirtableError
 from pyairtable.formulas import match
@@ -28,16 +32,21 @@ from schemas.result import MAX_RESULT_BYTES
 T = TypeVar("T")
 
 AIRTABLE_ENDPOINT = "https://api.airtable.com"
-AIRTABLE_RETRY_STATUSES = (429, 500, 502, 503, 504)
+AIRTABLE_SERVER_ERRORS = (500, 502, 503, 504)
+AIRTABLE_REQUESTS_PER_S = 5
+AIRTABLE_LOCK_S = 30.0
+"""Airtable: 5 requests per second per base; past that, 429 and the base is locked for 30 s."""
 SESSION_FIELD, RESULT_FIELD, CREATED_FIELD = "session_id", "result", "created_at"
 
 
 class SinkError(Exception):
     """The result store failed; ``retryable`` says whether trying again later may succeed."""
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after = retry_after
+        """Seconds the store asked to wait before the next request, when it said."""
 
 
 class ResultSink(Protocol):
@@ -135,12 +144,56 @@ class SQLiteSink:
             self._ready = True
 
 
-class AirtableSink:
-    """Results in an Airtable table with text fields ``session_id``, ``result`` and ``created_at``.
+class RequestPacer:
+    """At most ``per_second`` requests begin in any ``window_s`` (plus a margin for the network):
+    Airtable allows 5 requests per second per base and locks the base for 30 s beyond that.
 
-    Writes are upserts merged on ``session_id``. pyairtable retries only 429 by default; here 429
-    and 5xx are retried with backoff, honouring ``Retry-After`` (urllib3 does, for 429 and 503)
-    up to ``retry_after_max_s``, and what still fails becomes a ``SinkError``.
+    One pacer per base for the whole process, so the gateway's reads and the workers' writes share
+    the budget. Processes do not share it: a 429 from another process is still waited out."""
+
+    def __init__(self, per_second: int = AIRTABLE_REQUESTS_PER_S, window_s: float = 1.1) -> None:
+        self.window_s = window_s
+        self._starts: deque[float] = deque(maxlen=per_second)
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            if len(self._starts) == self._starts.maxlen:
+                delay = self._starts[0] + self.window_s - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            self._starts.append(time.monotonic())
+
+
+_pacers: dict[tuple[str, str], RequestPacer] = {}
+_pacers_lock = threading.Lock()
+
+
+def pacer_for(endpoint: str, base_id: str) -> RequestPacer:
+    with _pacers_lock:
+        return _pacers.setdefault((endpoint, base_id), RequestPacer())
+
+
+class _PacedAdapter(HTTPAdapter):
+    """Every HTTP request pyairtable sends (pages of a listing included) waits for the base's pacer."""
+
+    def __init__(self, pacer: RequestPacer, **options: Any) -> None:
+        super().__init__(**options)
+        self.pacer = pacer
+
+    def send(self, request: requests.PreparedRequest, **options: Any) -> requests.Response:  # type: ignore[override]
+        self.pacer.wait()
+        return super().send(request, **options)
+
+
+class AirtableSink:
+    """Results in an Airtable table with fields ``session_id`` and ``result`` (text) and ``created_at``.
+
+    Writes are upserts merged on ``session_id``. Requests are paced to Airtable's 5 per second per
+    base. A 429 is not retried here: Airtable locks the base for 30 s after one, so the error says
+    how long to wait (``Retry-After`` when sent, ``lock_s`` otherwise) and the caller's queue
+    (``processors.delivery``) waits it out. 5xx are retried a few times with backoff; a 422 (a value
+    the table's column refuses) is a configuration error, not retried.
     """
 
     def __init__(
@@ -153,17 +206,23 @@ class AirtableSink:
         timeout: tuple[float, float] = (5.0, 20.0),
         retries: int = 3,
         backoff_s: float = 0.5,
-        retry_after_max_s: int = 30,
+        lock_s: float = AIRTABLE_LOCK_S,
     ) -> None:
         retry = retry_strategy(
-            status_forcelist=AIRTABLE_RETRY_STATUSES,
+            status_forcelist=AIRTABLE_SERVER_ERRORS,
             total=retries,
             backoff_factor=backoff_s,
             raise_on_status=False,
-            retry_after_max=retry_after_max_s,
+            respect_retry_after_header=False,
         )
-        self._api = Api(api_key, timeout=timeout, retry_strategy=retry, endpoint_url=endpoint_url or AIRTABLE_ENDPOINT)
+        endpoint = endpoint_url or AIRTABLE_ENDPOINT
+        self.lock_s = lock_s
+        self._api = Api(api_key, timeout=timeout, retry_strategy=retry, endpoint_url=endpoint)
+        adapter = _PacedAdapter(pacer_for(endpoint, base_id), max_retries=retry)
+        self._api.session.mount("https://", adapter)
+        self._api.session.mount("http://", adapter)
         self._table = self._api.table(base_id, table)
+        self._threads = ThreadPoolExecutor(max_workers=AIRTABLE_REQUESTS_PER_S, thread_name_prefix="airtable")
 
     async def put(self, session_id: str, blob: bytes) -> None:
         _check_blob(blob)
@@ -190,21 +249,74 @@ class AirtableSink:
 
         return await self._run(erase)
 
+    async def schema_problems(self) -> list[str]:
+        """What is wrong with the table for this sink (missing fields, wrong types); empty when fit."""
+
+        def check() -> list[str]:
+            try:
+                schema = self._table.schema(force=True)
+            except KeyError:
+                return [f"the base has no table {self._table.name!r}"]
+            fields = {field.name: str(getattr(field.type, "value", field.type)) for field in schema.fields}
+            return table_problems(fields)
+
+        return await self._run(check)
+
     async def close(self) -> None:
         await asyncio.to_thread(self._api.session.close)
+        self._threads.shutdown(wait=False)
 
     async def _run(self, call: Callable[[], T]) -> T:
         try:
-            return await asyncio.to_thread(call)
+            return await asyncio.get_running_loop().run_in_executor(self._threads, call)
         except requests.HTTPError as exc:
-            status = exc.response.status_code if exc.response is not None else 0
-            retryable = status in AIRTABLE_RETRY_STATUSES or status in (408, 409)
-            detail = "; ".join(str(arg) for arg in exc.args)
-            raise SinkError(f"Airtable: {detail}", retryable=retryable) from exc
+            raise self._error(exc) from exc
         except requests.RequestException as exc:
             raise SinkError(f"Airtable unreachable: {exc}", retryable=True) from exc
         except (PyAirtableError, KeyError, TypeError, ValueError) as exc:
             raise SinkError(f"Airtable: unexpected answer ({exc})", retryable=False) from exc
+
+    def _error(self, exc: requests.HTTPError) -> SinkError:
+        status = exc.response.status_code if exc.response is not None else 0
+        detail = "; ".join(str(arg) for arg in exc.args)
+        retry_after = _retry_after(exc.response)
+        if status == 429:
+            wait = self.lock_s if retry_after is None else retry_after
+            return SinkError(f"Airtable: rate limited, the base is locked for {wait:g} s ({detail})",
+                             retryable=True, retry_after=wait)
+        if status == 422:
+            return SinkError(f"Airtable refused the value for a column (422): {detail}; "
+                             "check the table's fields with `dodolens doctor`", retryable=False)
+        retryable = status in AIRTABLE_SERVER_ERRORS or status in (408, 409)
+        return SinkError(f"Airtable: {detail}", retryable=retryable, retry_after=retry_after)
+
+
+REQUIRED_FIELDS: dict[str, frozenset[str]] = {
+    SESSION_FIELD: frozenset({"singleLineText", "multilineText"}),
+    RESULT_FIELD: frozenset({"multilineText"}),
+    CREATED_FIELD: frozenset({"singleLineText", "multilineText", "dateTime"}),
+}
+"""The fields the Airtable sink writes and the column types that take its values unchanged."""
+
+
+def table_problems(fields: dict[str, str]) -> list[str]:
+    """The table's fields (name -> Airtable type) against what the sink writes (pure)."""
+    problems = []
+    for name, types in REQUIRED_FIELDS.items():
+        if name not in fields:
+            problems.append(f"the table has no field {name!r} (one of: {', '.join(sorted(types))})")
+        elif fields[name] not in types:
+            problems.append(f"field {name!r} is {fields[name]}, the sink needs one of: {', '.join(sorted(types))}")
+    return problems
+
+
+def _retry_after(response: requests.Response | None) -> float | None:
+    """Seconds from a ``Retry-After`` header given in seconds, or None."""
+    value = None if response is None else response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
 
 
 def open_sink(
@@ -214,12 +326,14 @@ def open_sink(
     airtable_table: str | None,
     airtable_endpoint: str | None,
     sqlite_path: str,
+    airtable_lock_s: float = AIRTABLE_LOCK_S,
 ) -> ResultSink:
     """Airtable when its key and base are both set, the SQLite file otherwise; half a configuration is an error."""
     if bool(airtable_api_key) != bool(airtable_base_id):
         raise ValueError("Airtable needs both AIRTABLE_API_KEY and a base id (DODOLENS_AIRTABLE_BASE_ID), or neither")
     if airtable_api_key and airtable_base_id:
         return AirtableSink(
-            airtable_api_key, airtable_base_id, airtable_table or "results", endpoint_url=airtable_endpoint
+            airtable_api_key, airtable_base_id, airtable_table or "results", endpoint_url=airtable_endpoint,
+            lock_s=airtable_lock_s,
         )
     return SQLiteSink(sqlite_path)

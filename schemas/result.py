@@ -51,6 +51,8 @@ class AnalysisInfo(BaseModel):
     text_tokens: int = Field(0, description="The text's part of the input tokens, as reported (0: not reported)")
     output_tokens: int = Field(0, description="Output tokens (reasoning included) of the vision requests, as reported")
     cost_usd: float | None = Field(None, description="Estimated from the price table; None for an unpriced model")
+    warnings: list[str] = Field(default_factory=list,
+                                description="What the analysis did without: a transcript skipped, cut or split")
 
 
 class Timings(BaseModel):

@@ -29,7 +29,7 @@ PROCESSING_LIMIT_S = 180.0
 ERROR_RATE_LIMIT = 0.05
 ERROR_WINDOW_S = 900.0
 RECORDED_ALERT_WINDOW_S = 3600.0
-IN_PROGRESS = ("queued", "processing", "analyzing")
+IN_PROGRESS = ("queued", "processing", "analyzing", "storing")
 OUTCOME_TYPES = frozenset({EventType.ANALYSIS_COMPLETE.value, EventType.ERROR.value})
 
 

@@ -21,6 +21,8 @@ ACTIVE = f"{PREFIX}:active"
 ERASED = f"{PREFIX}:erased"
 """Sorted set of erased session ids scored by erasure time, so late workers write nothing."""
 ALERTS = f"{PREFIX}:alerts"
+SINK_QUEUE = f"{PREFIX}:sink"
+"""Sorted set of session ids whose result the sink has yet to confirm (or erase), scored by when to try next."""
 
 DECODERS = "decoders"
 FOLLOWERS = "followers"
@@ -29,7 +31,7 @@ ANALYZERS = "analyzers"
 GROUPS: dict[str, str] = {JOBS: DECODERS, FOLLOW: FOLLOWERS, ANALYZE: ANALYZERS}
 """Work stream -> its consumer group."""
 
-RESERVED = frozenset({JOBS, FOLLOW, ANALYZE, EVENTS, ANALYTICS, AUDIT, DEAD, ACTIVE, ERASED, ALERTS})
+RESERVED = frozenset({JOBS, FOLLOW, ANALYZE, EVENTS, ANALYTICS, AUDIT, DEAD, ACTIVE, ERASED, ALERTS, SINK_QUEUE})
 """Global keys DodoLens reads or writes: never a target for an operator's copy (replay --publish)."""
 
 
@@ -72,6 +74,11 @@ def tus_lock(sid: str) -> str:
     return _session(sid, "tus_lock")
 
 
+def result(sid: str) -> str:
+    """The sealed result, kept from the model's answer until the sink confirms it (never media)."""
+    return _session(sid, "result")
+
+
 def media_keys(sid: str) -> tuple[str, ...]:
     """Keys that hold media bytes: none of them may outlive the session."""
     return (chunks(sid), frames(sid), audio(sid), tus_tail(sid))
@@ -79,7 +86,7 @@ def media_keys(sid: str) -> tuple[str, ...]:
 
 def session_keys(sid: str) -> tuple[str, ...]:
     """Every key of a session, media and bookkeeping."""
-    return (*media_keys(sid), meta(sid), session_events(sid), tus(sid), tus_lock(sid))
+    return (*media_keys(sid), meta(sid), session_events(sid), tus(sid), tus_lock(sid), result(sid))
 
 
 def session_id_of(key: str) -> str | None:

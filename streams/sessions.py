@@ -16,6 +16,8 @@ class State(StrEnum):
     QUEUED = "queued"
     PROCESSING = "processing"
     ANALYZING = "analyzing"
+    STORING = "storing"
+    """The model has answered; the result is kept in Redis until the sink confirms it."""
     DONE = "done"
     FAILED = "failed"
 

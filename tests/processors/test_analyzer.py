@@ -44,8 +44,9 @@ from tests.support.fake_openai import (
     tour_sight,
 )
 from tests.support.tour import Tour, make_tour, read_codes
+from tests.support.videos import make_sine_wav
 
-WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(200))
+WAV = make_sine_wav(duration=1.0)
 
 
 def jpeg(seed: int, size: tuple[int, int] = (16, 12)) -> bytes:
@@ -177,13 +178,13 @@ async def test_progress_is_reported_stage_by_stage_up_to_done(fake, config):
 # The transcript
 
 
-async def test_the_audio_is_uploaded_as_a_wav_file_for_transcription(fake, config):
+async def test_the_audio_is_uploaded_as_ogg_opus_for_transcription(fake, config):
     fake.transcript = "  Bon, ici c'est la cuisine.  "
     analysis = await analyze(frames(1), WAV, config)
     [upload] = fake.received(TRANSCRIPTION)
-    assert upload.form["model"] == "whisper-1"
-    assert (upload.form["file"].filename, upload.form["file"].content_type) == ("audio.wav", "audio/wav")
-    assert upload.form["file"].data == WAV
+    assert upload.form["model"] == "gpt-transcribe"
+    assert (upload.form["file"].filename, upload.form["file"].content_type) == ("audio.ogg", "audio/ogg")
+    assert upload.form["file"].data.startswith(b"OggS") and len(upload.form["file"].data) < len(WAV) / 5
     assert analysis.transcript == "Bon, ici c'est la cuisine."
     assert "<transcript>\nBon, ici c'est la cuisine.\n</transcript>" in "\n".join(user_texts(chat_body(fake)))
 
@@ -536,10 +537,13 @@ async def test_a_model_missing_from_the_price_table_has_no_cost(fake, config):
     assert analysis.cost_usd is None and analysis.usage.input_tokens > 0
 
 
-async def test_a_transcription_upload_over_25_mib_is_refused_and_the_inventory_still_made(fake, config):
-    analysis = await analyze(frames(1), WAV + bytes(25 * 1024 * 1024), config)
-    assert fake.received(TRANSCRIPTION) and analysis.transcript is None
-    assert "413" in analysis.warnings[0] or "Maximum content size" in analysis.warnings[0]
+async def test_a_soundtrack_over_25_mib_is_sent_within_the_limit_and_heard_whole(fake, config):
+    wav = make_sine_wav(duration=840.0)
+    assert len(wav) > 25 * 1024 * 1024
+    analysis = await analyze(frames(1), wav, config)
+    assert fake.received(TRANSCRIPTION)
+    assert all("413" not in warning and "skipped" not in warning for warning in analysis.warnings)
+    assert sum(fake.heard) == pytest.approx(840.0, abs=1.0)
     assert analysis.inventory is not None
 
 

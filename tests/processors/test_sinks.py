@@ -150,13 +150,32 @@ async def test_airtable_erasure_removes_duplicates_made_by_hand(airtable, airtab
     assert airtable.rows(session_id="s1") == []
 
 
-async def test_airtable_honours_retry_after_on_429(airtable, airtable_url):
+async def test_airtable_429_is_retryable_and_says_to_wait_out_the_30_s_lock(airtable, airtable_url):
     sink = airtable_sink(airtable, airtable_url)
-    airtable.fail(429, retry_after="1")
-    await sink.put("s1", BLOB)
-    first, second = [r for r in airtable.requests if r.method == "PATCH"]
-    assert second.at - first.at >= 1.0
-    assert airtable.rows(session_id="s1")
+    airtable.fail(429)
+    with pytest.raises(SinkError, match="429") as caught:
+        await sink.put("s1", BLOB)
+    assert caught.value.retryable and caught.value.retry_after == 30
+    assert len(airtable.requests) == 1, "a 429 is not retried inside the lock"
+    with pytest.raises(SinkError, match="429"):
+        await sink.get("s1")
+    assert airtable.locked_until > airtable.clock() + 29, "a request during the lock starts it again"
+
+
+async def test_airtable_429_with_retry_after_says_that_wait(airtable, airtable_url):
+    sink = airtable_sink(airtable, airtable_url)
+    airtable.fail(429, retry_after="7")
+    with pytest.raises(SinkError) as caught:
+        await sink.put("s1", BLOB)
+    assert caught.value.retry_after == 7
+
+
+async def test_airtable_requests_are_paced_to_5_per_second_per_base(airtable, airtable_url):
+    sinks = [airtable_sink(airtable, airtable_url) for _ in range(2)]
+    await asyncio.gather(*(sinks[n % 2].get(f"s{n}") for n in range(12)))
+    assert airtable.rate_limited == []
+    times = sorted(r.at for r in airtable.requests)
+    assert all(later - earlier >= 1.0 for earlier, later in zip(times, times[5:]))
 
 
 async def test_airtable_server_errors_are_retried_then_succeed(airtable, airtable_url):
@@ -168,14 +187,44 @@ async def test_airtable_server_errors_are_retried_then_succeed(airtable, airtabl
     assert len([r for r in airtable.requests if r.method == "GET"]) == 3
 
 
-@pytest.mark.parametrize("status", [429, 503])
-async def test_airtable_errors_left_after_retries_are_retryable_sink_errors(airtable, airtable_url, status):
+async def test_airtable_server_errors_left_after_retries_are_retryable_sink_errors(airtable, airtable_url):
     sink = airtable_sink(airtable, airtable_url, retries=2)
-    airtable.fail(status, times=3, retry_after="0" if status == 429 else None)
-    with pytest.raises(SinkError, match=str(status)) as caught:
+    airtable.fail(503, times=3)
+    with pytest.raises(SinkError, match="503") as caught:
         await sink.put("s1", BLOB)
     assert caught.value.retryable
     assert len(airtable.requests) == 3
+
+
+@pytest.mark.parametrize(("column", "kind"), [("result", "number"), ("created_at", "checkbox")])
+async def test_a_column_that_cannot_take_the_value_is_a_clear_configuration_error(airtable, airtable_url, column,
+                                                                                  kind):
+    airtable.fields[column] = kind
+    sink = airtable_sink(airtable, airtable_url)
+    with pytest.raises(SinkError, match="422.*doctor") as caught:
+        await sink.put("s1", BLOB)
+    assert not caught.value.retryable
+    assert len(airtable.requests) == 1 and airtable.records == {}
+
+
+async def test_a_missing_column_is_a_clear_configuration_error(airtable, airtable_url):
+    del airtable.fields["created_at"]
+    with pytest.raises(SinkError, match="422") as caught:
+        await airtable_sink(airtable, airtable_url).put("s1", BLOB)
+    assert not caught.value.retryable
+
+
+async def test_the_results_table_as_documented_fits_the_sink(airtable, airtable_url):
+    assert await airtable_sink(airtable, airtable_url).schema_problems() == []
+    assert [r.path for r in airtable.requests] == [f"/v0/meta/bases/{airtable.base_id}/tables"]
+
+
+async def test_the_schema_check_names_each_missing_field_and_wrong_type(airtable, airtable_url):
+    del airtable.fields["created_at"]
+    airtable.fields["result"] = "singleLineText"
+    problems = await airtable_sink(airtable, airtable_url).schema_problems()
+    assert len(problems) == 2
+    assert "'result' is singleLineText" in problems[0] and "'created_at'" in problems[1]
 
 
 async def test_airtable_with_a_bad_token_is_not_retryable(airtable, airtable_url):

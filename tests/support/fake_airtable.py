@@ -2,18 +2,28 @@
 
 One base, one table, records in memory. It speaks the parts of the API a result sink uses — list
 with ``filterByFormula`` (``{field}='value'`` as ``pyairtable.formulas.match`` writes it), upsert
-with ``performUpsert``, create, delete one or many — checks the bearer token, records every
-request, and answers queued faults (429 with ``Retry-After``, 5xx) before the real answer.
+with ``performUpsert``, create, delete one or many, and the table schema of the meta API — checks
+the bearer token, records every request, and answers queued faults (429, 5xx) before the real answer.
+
+As strict as Airtable documents itself: at most 5 requests per second per base, and after a 429
+the base answers 429 to everything for ``lock_s`` (30 s), each request during the lock starting
+it again; it announces ``Retry-After`` only when asked to (``announce_retry_after``), since
+Airtable does not promise one. Values a column cannot take (a number in a text field, an unknown
+field name) are refused with 422. ``clock`` lets a test move time forward instead of waiting it.
 Serve it with :class:`tests.support.fake_openai.LocalServer`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import math
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -23,6 +33,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 FORMULA = re.compile(r"^\{(?P<field>[^{}]+)\}='(?P<value>(?:[^'\\]|\\.)*)'$")
+RESULTS_TABLE = {"session_id": "singleLineText", "result": "multilineText", "created_at": "dateTime"}
+"""The table a result sink writes, as an operator would make it: name -> Airtable field type."""
+TEXT_TYPES = frozenset({"singleLineText", "multilineText", "richText", "email", "url", "phoneNumber"})
+NUMBER_TYPES = frozenset({"number", "currency", "percent", "duration", "rating"})
+FIELD_OPTIONS: dict[str, dict[str, Any]] = {
+    "dateTime": {"timeZone": "utc", "dateFormat": {"format": "YYYY-MM-DD", "name": "iso"},
+                 "timeFormat": {"format": "HH:mm", "name": "24hour"}},
+    "number": {"precision": 0},
+    "checkbox": {"color": "greenBright", "icon": "check"},
+}
 
 
 @dataclass
@@ -38,20 +58,35 @@ class Received:
 class Fault:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
 
 
 class FakeAirtable:
-    def __init__(self, *, api_key: str = "patTEST", base_id: str = "appTEST", table: str = "results") -> None:
+    def __init__(
+        self, *, api_key: str = "patTEST", base_id: str = "appTEST", table: str = "results",
+        fields: dict[str, str] | None = None, requests_per_s: int = 5, lock_s: float = 30.0,
+        announce_retry_after: bool = False, clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.api_key = api_key
         self.base_id = base_id
         self.table = table
+        self.fields = dict(RESULTS_TABLE if fields is None else fields)
+        self.requests_per_s = requests_per_s
+        self.lock_s = lock_s
+        self.announce_retry_after = announce_retry_after
+        self.clock = clock
+        self.locked_until = -math.inf
+        self.rate_limited: list[Received] = []
+        """Requests answered 429, injected faults included."""
         self.records: dict[str, dict[str, Any]] = {}
         self.requests: list[Received] = []
+        self._served: deque[float] = deque()
         self._faults: deque[Fault] = deque()
         self._ids = (f"rec{n:014d}" for n in itertools.count(1))
         prefix = "/v0/{base}/{table}"
         self.app = Starlette(
             routes=[
+                Route("/v0/meta/bases/{base}/tables", self._schema, methods=["GET"]),
                 Route(prefix, self._records, methods=["GET", "POST", "PATCH", "PUT", "DELETE"]),
                 Route(prefix + "/listRecords", self._list_post, methods=["POST"]),
                 Route(prefix + "/{record_id}", self._record, methods=["GET", "DELETE"]),
@@ -59,8 +94,17 @@ class FakeAirtable:
         )
 
     def fail(self, status: int, *, times: int = 1, retry_after: str | None = None) -> None:
+        """Answer the next requests with ``status``; a 429 locks the base like any other."""
         headers = {} if retry_after is None else {"Retry-After": retry_after}
         self._faults.extend(Fault(status, headers) for _ in range(times))
+
+    def delay(self, seconds: float) -> None:
+        """Hold the next request ``seconds`` before answering it normally (a write still in flight)."""
+        self._faults.append(Fault(200, delay_s=seconds))
+
+    def lock_for(self, seconds: float) -> None:
+        """Lock the base as if another client had flooded it: 429 for ``seconds`` at least."""
+        self.locked_until = self.clock() + seconds
 
     def add(self, fields: dict[str, Any]) -> str:
         """Put a record in the table directly, as someone editing the base by hand would."""
@@ -73,21 +117,57 @@ class FakeAirtable:
 
     async def _gate(self, request: Request) -> Response | None:
         body = await request.body()
+        now = self.clock()
         self.requests.append(
-            Received(request.method, request.url.path, list(request.query_params.multi_items()), time.monotonic(),
+            Received(request.method, request.url.path, list(request.query_params.multi_items()), now,
                      orjson.loads(body) if body else None)
         )
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
             return _error(401, "AUTHENTICATION_REQUIRED", "Authentication required")
+        while self._served and self._served[0] <= now - 1.0:
+            self._served.popleft()
+        if now < self.locked_until or len(self._served) >= self.requests_per_s:
+            return self._rate_limited(now, {})
+        self._served.append(now)
         if self._faults:
             fault = self._faults.popleft()
             if fault.status == 429:
-                body = {"errors": [{"error": "RATE_LIMIT_REACHED", "message": "Rate limit exceeded."}]}
-                return JSONResponse(body, status_code=429, headers=fault.headers)
-            return _error(fault.status, "SERVER_ERROR", f"injected {fault.status}", headers=fault.headers)
+                return self._rate_limited(now, fault.headers)
+            if fault.status != 200:
+                return _error(fault.status, "SERVER_ERROR", f"injected {fault.status}", headers=fault.headers)
+            await asyncio.sleep(fault.delay_s)
         path = request.path_params
-        if (path["base"], path["table"]) != (self.base_id, self.table):
+        if path["base"] != self.base_id or path.get("table", self.table) != self.table:
             return _error(404, "NOT_FOUND", "Could not find what you are looking for")
+        return None
+
+    def _rate_limited(self, now: float, headers: dict[str, str]) -> Response:
+        self.locked_until = max(self.locked_until, now + self.lock_s)
+        self.rate_limited.append(self.requests[-1])
+        if self.announce_retry_after and "Retry-After" not in headers:
+            headers = {**headers, "Retry-After": str(math.ceil(self.locked_until - now))}
+        body = {"errors": [{"error": "RATE_LIMIT_REACHED",
+                            "message": "Rate limit exceeded. Please try again later"}]}
+        return JSONResponse(body, status_code=429, headers=headers)
+
+    async def _schema(self, request: Request) -> Response:
+        if denied := await self._gate(request):
+            return denied
+        fields = [{"id": f"fld{n:014d}", "name": name, "type": kind,
+                   **({"options": FIELD_OPTIONS[kind]} if kind in FIELD_OPTIONS else {})}
+                  for n, (name, kind) in enumerate(self.fields.items(), 1)]
+        table = {"id": "tbl00000000000001", "name": self.table, "primaryFieldId": fields[0]["id"], "fields": fields,
+                 "views": [{"id": "viw00000000000001", "name": "Grid view", "type": "grid"}]}
+        return JSONResponse({"tables": [table]})
+
+    def _refused(self, fields: dict[str, Any]) -> Response | None:
+        """422 for a field the table does not have, or a value its column's type cannot take."""
+        for name, value in fields.items():
+            if name not in self.fields:
+                return _error(422, "UNKNOWN_FIELD_NAME", f'Unknown field name: "{name}"')
+            if not _fits(self.fields[name], value):
+                return _error(422, "INVALID_VALUE_FOR_COLUMN",
+                              f'Field "{name}" cannot accept the provided value')
         return None
 
     async def _records(self, request: Request) -> Response:
@@ -101,6 +181,9 @@ class FakeAirtable:
                 return _error(404, "NOT_FOUND", "Record not found")
             return JSONResponse({"records": [{"id": i, "deleted": bool(self.records.pop(i))} for i in ids]})
         body = orjson.loads(await request.body())
+        for record in body.get("records") or ():
+            if refused := self._refused(record.get("fields") or {}):
+                return refused
         if request.method == "POST":
             return JSONResponse({"records": [self._create(r["fields"]) for r in body["records"]]})
         return self._upsert(body, replace=request.method == "PUT")
@@ -157,6 +240,25 @@ class FakeAirtable:
                 created.append(target["id"])
             out.append(target)
         return JSONResponse({"records": out, "createdRecords": created, "updatedRecords": updated})
+
+
+def _fits(kind: str, value: Any) -> bool:
+    """Whether a column of Airtable type ``kind`` takes ``value`` as the Web API receives it."""
+    if value is None:
+        return True
+    if kind in TEXT_TYPES:
+        return isinstance(value, str) and (kind != "singleLineText" or "\n" not in value)
+    if kind in NUMBER_TYPES:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "checkbox":
+        return isinstance(value, bool)
+    if kind in ("dateTime", "date"):
+        try:
+            datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        return isinstance(value, str)
+    return True
 
 
 def _error(status: int, kind: str, message: str, *, headers: dict[str, str] | None = None) -> JSONResponse:

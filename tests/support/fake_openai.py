@@ -48,11 +48,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.support.fake_speech import Refused, heard_seconds, too_large
 from tests.support.tour import Tour, read_codes
 
 CHAT, TRANSCRIPTION = "chat", "transcription"
 Sight = Callable[[bytes], list[tuple[str, int]]]
-MAX_TRANSCRIPTION_BYTES = 25 * 1024 * 1024
 MAX_IMAGES_PER_REQUEST = 500
 CHARS_PER_TOKEN = 4
 REASONING_TOKENS = {"none": 0, "minimal": 16, "low": 64, "medium": 256, "high": 1024, "xhigh": 2048}
@@ -217,6 +217,8 @@ class FakeOpenAI:
         self.today = today or datetime.now(timezone.utc).date()
         self.requests: list[Received] = []
         self.answers: list[dict[str, Any]] = []
+        self.heard: list[float] = []
+        """Seconds of audio in each transcription request answered."""
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
         self.app = Starlette(
             routes=[
@@ -326,9 +328,9 @@ class FakeOpenAI:
 
     async def _transcription(self, request: Request) -> Response:
         raw = await request.body()
-        if len(raw) > MAX_TRANSCRIPTION_BYTES:
+        if refused := too_large(raw):
             self.requests.append(Received(TRANSCRIPTION, time.monotonic(), dict(request.headers)))
-            return _error(413, f"Maximum content size limit ({MAX_TRANSCRIPTION_BYTES}) exceeded ({len(raw)} bytes read)")
+            return _error(refused.status, str(refused))
         form = _multipart(request.headers.get("content-type", ""), raw)
         self.requests.append(Received(TRANSCRIPTION, time.monotonic(), dict(request.headers), form=form))
         if denied := self._denied(request):
@@ -341,6 +343,12 @@ class FakeOpenAI:
         if not isinstance(upload, Upload) or not upload.data or not form.get("model"):
             return _error(400, "'file' and 'model' are required", param="file")
         model = str(form["model"])
+        if (known := self.model(model)) is None or known.kind != TRANSCRIPTION:
+            return _model_not_found(model)
+        try:
+            self.heard.append(await asyncio.to_thread(heard_seconds, upload.filename, upload.data, model))
+        except Refused as exc:
+            return _error(exc.status, str(exc), param="file", code=exc.code)
         if model.startswith("whisper"):
             usage: dict[str, Any] = {"type": "duration", "seconds": max(1, len(upload.data) // 32_000)}
         else:
