@@ -60,6 +60,7 @@ class Settings:
     vision_model: str = "gpt-5.4-mini"
     transcription_model: str = "gpt-transcribe"
     transcription_language: str | None = None
+    transcript_piece_s: float = 90.0
     openai_timeout_s: float = 180.0
     openai_max_retries: int = 3
     image_detail: str = "low"
@@ -115,6 +116,7 @@ class Settings:
             vision_model=get("VISION_MODEL", d.vision_model),
             transcription_model=get("TRANSCRIPTION_MODEL", d.transcription_model),
             transcription_language=env.get("DODOLENS_TRANSCRIPTION_LANGUAGE") or None,
+            transcript_piece_s=float(get("TRANSCRIPT_PIECE", d.transcript_piece_s)),
             openai_timeout_s=float(get("OPENAI_TIMEOUT", d.openai_timeout_s)),
             openai_max_retries=int(get("OPENAI_MAX_RETRIES", d.openai_max_retries)),
             image_detail=get("IMAGE_DETAIL", d.image_detail),
@@ -177,6 +179,7 @@ class Settings:
                 vision_model=self.vision_model,
                 transcription_model=self.transcription_model,
                 transcription_language=self.transcription_language,
+                transcript_piece_s=self.transcript_piece_s,
                 timeout_s=self.openai_timeout_s,
                 max_retries=self.openai_max_retries,
                 image_detail=self.image_detail,

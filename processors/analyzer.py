@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +30,8 @@ from processors.prompt import (
     parse_inventory,
     response_format,
 )
-from processors.transcription import transcribe
+from processors.speech import MAX_PIECE_S
+from processors.transcription import TimedText, joined, transcribe
 from processors.usage import DEFAULT_PRICES, Price, Usage
 from schemas.errors import ErrorCode
 from schemas.inventory import Inventory
@@ -41,6 +43,9 @@ NO_KEY = "no-key"
 MAX_MESSAGE_CHARS = 300
 REASONING_MODELS = re.compile(r"^(o\d|gpt-[5-9])")
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+SPEECH_MARGIN_S = 5.0
+"""Speech this long before a batch's first frame or after its last still goes with it: people name a
+thing as they turn to it or just after."""
 
 Progress = Callable[[str, float], Awaitable[None]]
 T = TypeVar("T")
@@ -53,6 +58,7 @@ class AnalyzerConfig:
     vision_model: str = "gpt-5.4-mini"
     transcription_model: str = "gpt-transcribe"
     transcription_language: str | None = None
+    transcript_piece_s: float = 90.0
     timeout_s: float = 180.0
     max_retries: int = 3
     image_detail: str = "low"
@@ -72,6 +78,8 @@ class AnalyzerConfig:
                              f"got {self.transcription_language!r}")
         if self.timeout_s <= 0 or self.max_retries < 0 or self.max_output_tokens < 1:
             raise ValueError("timeout_s and max_output_tokens must be positive, max_retries not negative")
+        if not 10.0 <= self.transcript_piece_s <= MAX_PIECE_S:
+            raise ValueError(f"transcript_piece_s must be from 10 to {MAX_PIECE_S:g} s, got {self.transcript_piece_s}")
         if self.reasoning_effort is not None and self.reasoning_effort not in REASONING_EFFORTS:
             raise ValueError(f"reasoning_effort must be one of {REASONING_EFFORTS}, got {self.reasoning_effort!r}")
         if self.batch_frames < 2 or self.batch_concurrency < 1 or self.batch_retries < 0:
@@ -139,14 +147,16 @@ async def analyze(
     report = progress or _no_progress
     warnings: list[str] = []
     transcript: str | None = None
+    timed: list[TimedText] = []
     tokens = 0
     if audio_wav:
         await report("transcription", 0.05)
-        heard = await _call("transcription", transcribe(client, audio_wav, model=config.transcription_model,
-                                                        language=config.transcription_language, progress=report))
-        transcript, tokens, warnings = heard.text, heard.tokens, heard.warnings
+        heard = await _call("transcription", transcribe(
+            client, audio_wav, model=config.transcription_model, language=config.transcription_language,
+            progress=report, piece_seconds=config.transcript_piece_s, concurrency=config.batch_concurrency))
+        transcript, tokens, warnings, timed = heard.text, heard.tokens, heard.warnings, heard.timed
         await report("transcription", 0.3)
-    vision = await describe(frames, transcript, config, client, report)
+    vision = await describe(frames, transcript, config, client, report, timed=timed)
     await report("inventory", 1.0)
     model = vision.model or config.vision_model
     return Analysis(
@@ -192,8 +202,6 @@ def _retryable(exc: openai.APIStatusError) -> bool:
 
 def _short(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "..."
-
-
 
 
 def _inventory(completion: Any, frame_count: int, max_output_tokens: int) -> Inventory:
@@ -256,8 +264,13 @@ async def describe(
     config: AnalyzerConfig,
     client: openai.AsyncOpenAI,
     progress: Progress | None = None,
+    *,
+    timed: list[TimedText] | None = None,
 ) -> Vision:
     """The inventory of the frames, asked in overlapping batches at once and merged (see ``processors.batches``).
+
+    With ``timed`` transcript pieces, each batch is given the pieces said while its frames were filmed
+    (see ``said_during``); without, the whole ``transcript``.
 
     A batch that fails in a way worth retrying, or whose answer is not the inventory, is asked again
     alone (``batch_retries`` times, after the client's own retries) while the others' answers are kept; a batch whose answer was cut at the
@@ -273,11 +286,12 @@ async def describe(
     async def ask(span: range, number: int) -> list[batches.BatchAnswer]:
         nonlocal covered
         for attempt in range(config.batch_retries + 1):
+            heard, said_between = (said_during(timed, frames, span) if timed and transcript is not None and len(spans) > 1
+                                   else (transcript, None))
             try:
                 async with limit:
-                    completion = await _call("vision", client.chat.completions.create(
-                        **_vision_request(config, frames[span.start:span.stop], transcript, (number, len(spans)))
-                    ))
+                    completion = await _call("vision", client.chat.completions.create(**_vision_request(
+                        config, frames[span.start:span.stop], heard, (number, len(spans)), said_between)))
                 usage.add(completion, frames=len(span))
                 inventory = _inventory(completion, len(span), config.max_output_tokens)
             except _Truncated:
@@ -313,11 +327,25 @@ async def describe(
     return Vision(inventory=batches.merge(answers), model=models[0] if models else None, usage=usage)
 
 
+def said_during(timed: list[TimedText], frames: list[tuple[float, bytes]], span: range,
+                margin_s: float = SPEECH_MARGIN_S) -> tuple[str, tuple[float, float]]:
+    """What was said while ``frames[span]`` were filmed: the transcript pieces that overlap their
+    time span widened by ``margin_s``, joined, and the time those pieces cover. The first batch
+    also hears what was said before its frames, and the last what was said after, so every piece
+    reaches some batch."""
+    first = -math.inf if span.start == 0 else frames[span.start][0] - margin_s
+    last = math.inf if span.stop >= len(frames) else frames[span.stop - 1][0] + margin_s
+    during = [piece for piece in timed if piece.end_s > first and piece.start_s < last]
+    if not during:
+        return "", (max(0.0, frames[span.start][0] - margin_s), frames[span.stop - 1][0] + margin_s)
+    return joined(during), (during[0].start_s, during[-1].end_s)
+
+
 def _vision_request(config: AnalyzerConfig, frames: list[tuple[float, bytes]], transcript: str | None,
-                    part: tuple[int, int]) -> dict[str, Any]:
+                    part: tuple[int, int], said_between: tuple[float, float] | None = None) -> dict[str, Any]:
     request: dict[str, Any] = {
         "model": config.vision_model,
-        "messages": build_messages(frames, transcript, config.image_detail, part),
+        "messages": build_messages(frames, transcript, config.image_detail, part, said_between),
         "response_format": response_format(),
         "max_completion_tokens": config.max_output_tokens,
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import socket
 from collections import Counter
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ import openai
 import pytest
 from PIL import Image
 
-from processors.analyzer import SKIPPED_REASON, AnalysisError, AnalyzerConfig, analyze
+from processors.analyzer import SKIPPED_REASON, AnalysisError, AnalyzerConfig, analyze, describe, model_client
 from processors.batches import plan
 from processors.prompt import (
     MAX_TRANSCRIPT_CHARS,
@@ -44,7 +45,8 @@ from tests.support.fake_openai import (
     tour_sight,
 )
 from tests.support.tour import Tour, make_tour, read_codes
-from tests.support.videos import make_sine_wav
+from tests.support.fake_speech import tone_words
+from tests.support.videos import make_sine_wav, make_tones_wav
 
 WAV = make_sine_wav(duration=1.0)
 
@@ -369,13 +371,44 @@ async def test_an_object_in_a_shared_frame_is_listed_once_with_frames_over_the_w
     assert analysis.usage.frames_sent == 27 and analysis.usage.requests == 3
 
 
-async def test_every_batch_hears_the_transcript_and_what_it_names_is_listed_once(fake, config):
-    fake.transcript = "Le piano reste ici."
-    analysis = await analyze(frames(25), WAV, replace(config, batch_frames=9))
+async def test_without_timings_every_batch_hears_the_whole_transcript_and_what_it_names_is_listed_once(
+        fake, config):
+    async with model_client(config) as client:
+        vision = await describe(frames(25), "Le piano reste ici.", replace(config, batch_frames=9), client)
+    assert len(fake.received(CHAT)) == 3
     assert all("<transcript>\nLe piano reste ici.\n</transcript>" in "\n".join(user_texts(r.json))
+               and "The transcript is of the whole video" in "\n".join(user_texts(r.json))
                for r in fake.received(CHAT))
-    pianos = [i for r in analysis.inventory.rooms for i in r.items if i.catalogue_id == "piano_upright"]
+    pianos = [i for r in vision.inventory.rooms for i in r.items if i.catalogue_id == "piano_upright"]
     assert len(pianos) == 1 and pianos[0].excluded
+
+
+NARRATION = {440: "cuisine", 660: "salon", 880: "chambre", 1100: "bureau"}
+"""One word a room, said as a tone the fake's ear tells apart (``fake_speech.tone_words``)."""
+
+
+async def test_each_batch_hears_what_was_said_while_its_frames_were_filmed_not_another_rooms(fake, config):
+    """Four rooms of 20 s each, the narration of each said in it; a frame every 4 s, six to a batch."""
+    fake.hears = tone_words(NARRATION)
+    said = [(20 * room + 1, 20 * room + 17, tone) for room, tone in enumerate(NARRATION)]
+    filmed = [(2.0 + 4 * i, jpeg(i)) for i in range(20)]
+    analysis = await analyze(filmed, make_tones_wav(said, duration=80),
+                             replace(config, batch_frames=6, transcript_piece_s=25))
+    assert analysis.transcript == "[00:00] cuisine [00:20] salon [00:40] chambre [01:00] bureau"
+    requests = fake.received(CHAT)
+    assert len(requests) == 4
+    for request in requests:
+        texts = "\n".join(user_texts(request.json))
+        times = [float(t) for t in re.findall(r"Frame \d+ at ([\d.]+) s", texts)]
+        heard = set(re.search(r"<transcript>\n(.*)\n</transcript>", texts, re.S).group(1).split()) & set(
+            NARRATION.values())
+        rooms = {room for room in range(4) for t in times if 20 * room <= t < 20 * room + 20}
+        near = {room for room in range(4) for t in times if 20 * room - 5 < t < 20 * room + 25}
+        assert {list(NARRATION.values())[room] for room in rooms} <= heard, (times, heard)
+        assert heard <= {list(NARRATION.values())[room] for room in near}, (times, heard)
+        assert "The transcript is what was said while this part was filmed" in texts
+    first = "\n".join(user_texts(requests[0].json))
+    assert "bureau" not in first and "chambre" not in first
 
 
 async def test_batches_are_asked_at_once(fake, config):

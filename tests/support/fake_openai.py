@@ -209,9 +209,12 @@ class Upload:
 
 class FakeOpenAI:
     def __init__(self, *, api_key: str = "sk-test", transcript: str = "", models: dict[str, Model] | None = None,
-                 today: date | None = None, sees: Sight | None = None) -> None:
+                 today: date | None = None, sees: Sight | None = None,
+                 hears: Callable[[bytes], str] | None = None) -> None:
         self.api_key = api_key
         self.transcript = transcript
+        self.hears = hears
+        """When set, what each transcription request's audio says (e.g. ``fake_speech.tone_words``)."""
         self.sees = sees
         self.models = dict(MODELS if models is None else models)
         self.today = today or datetime.now(timezone.utc).date()
@@ -354,7 +357,8 @@ class FakeOpenAI:
         else:
             output = max(1, len(self.transcript) // 4)
             usage = {"type": "tokens", "input_tokens": 50, "output_tokens": output, "total_tokens": 50 + output}
-        answer = {"text": self.transcript, "usage": usage}
+        text = self.transcript if self.hears is None else await asyncio.to_thread(self.hears, upload.data)
+        answer = {"text": text, "usage": usage}
         self.answers.append(answer)
         return JSONResponse(answer)
 
