@@ -7,11 +7,12 @@ import time
 
 import openai
 
-from processors.analyzer import Analysis, AnalysisError, analyze
+from processors.analyzer import Analysis, AnalysisError, analyze, time_needed
 from processors.config import WorkerConfig
 from processors.decoder import _keep_pending
 from processors.delivery import deliver
 from processors.sinks import ResultSink
+from processors.speech import wav_seconds
 from schemas.errors import ErrorCode
 from schemas.events import EventType, utc_now
 from schemas.result import (AnalysisInfo, AnalysisStatus, Result, ResultTooLarge, Timings, VideoInfo, encode_result,
@@ -75,6 +76,14 @@ def build_result(sid: str, meta: dict[str, str], frames: list[float], analysis: 
     )
 
 
+def analysis_budget(cfg: WorkerConfig, elapsed: float, frame_count: int, audio: bytes | None) -> float:
+    """Seconds the analysis may run: what is left of ``processing_timeout_s`` after the decode, but
+    never less than a healthy analysis of this much work needs (``time_needed``), so a long tour with
+    many batches and a long soundtrack is not failed for its length; a stalled one still ends."""
+    needed = time_needed(frame_count, wav_seconds(audio) if audio else 0.0, cfg.analyzer)
+    return max(1.0, cfg.processing_timeout_s - elapsed, needed)
+
+
 async def analyze_job(r: Redis, cfg: WorkerConfig, sink: ResultSink, job: Job,
                       model: openai.AsyncOpenAI | None = None) -> None:
     """Frames and audio -> the model -> the result sink; ``model`` is the worker's long-lived client."""
@@ -98,13 +107,13 @@ async def analyze_job(r: Redis, cfg: WorkerConfig, sink: ResultSink, job: Job,
 
         started = time.time()
         elapsed = started - float(meta.get("processing_started_at", started))
+        budget = analysis_budget(cfg, elapsed, len(frames), audio)
         keepalive = asyncio.create_task(_keep_pending(r, cfg, job))
         try:
-            analysis = await asyncio.wait_for(analyze(frames, audio, cfg.analyzer, progress, model),
-                                              max(1.0, cfg.processing_timeout_s - elapsed))
+            analysis = await asyncio.wait_for(analyze(frames, audio, cfg.analyzer, progress, model), budget)
         except asyncio.TimeoutError:
             await fail_session(r, cfg.stream, sid, ErrorCode.PROCESSING_TIMEOUT,
-                               f"processing took longer than {cfg.processing_timeout_s:.0f} s", retryable=True)
+                               f"the analysis took longer than its {budget:.0f} s", retryable=True)
             return
         except AnalysisError as exc:
             await fail_session(r, cfg.stream, sid, exc.code, exc.message, retryable=exc.retryable)

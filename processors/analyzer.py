@@ -30,7 +30,7 @@ from processors.prompt import (
     parse_inventory,
     response_format,
 )
-from processors.speech import MAX_PIECE_S
+from processors.speech import MAX_PIECE_S, QUIET_SEARCH_S
 from processors.transcription import TimedText, joined, transcribe
 from processors.usage import DEFAULT_PRICES, Price, Usage
 from schemas.errors import ErrorCode
@@ -169,6 +169,18 @@ async def analyze(
         usage=vision.usage,
         cost_usd=vision.usage.cost_usd(model, config.prices),
     )
+
+
+def time_needed(frame_count: int, audio_s: float, config: AnalyzerConfig) -> float:
+    """Seconds an analysis may take when every request answers within ``timeout_s``: the transcript
+    pieces, then the batches (and one round per batch retry), each in rounds of ``batch_concurrency``
+    requests at once. What the client's own retries add is not counted: that is not a healthy run."""
+    shortest_piece = config.transcript_piece_s - min(QUIET_SEARCH_S, config.transcript_piece_s / 4)
+    pieces = math.ceil(audio_s / shortest_piece) if audio_s > 0 else 0
+    batch_count = len(batches.plan(frame_count, config.batch_frames)) if frame_count else 0
+    rounds = (math.ceil(pieces / config.batch_concurrency) + math.ceil(batch_count / config.batch_concurrency)
+              + config.batch_retries)
+    return rounds * config.timeout_s
 
 
 async def _call(stage: str, request: Awaitable[T]) -> T:

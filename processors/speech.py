@@ -62,6 +62,15 @@ def read_wav(wav: bytes) -> tuple[np.ndarray, int]:
     return samples, rate
 
 
+def wav_seconds(wav: bytes) -> float:
+    """The WAV's duration from its header alone (0 for what is not a WAV): sizing work before decoding it."""
+    try:
+        with wave.open(io.BytesIO(wav)) as reader:
+            return reader.getnframes() / reader.getframerate()
+    except (wave.Error, EOFError, ZeroDivisionError):
+        return 0.0
+
+
 def encode_opus(samples: np.ndarray, rate: int, bitrate: int = OPUS_BITRATE) -> bytes:
     """Mono s16 samples as Ogg/Opus; a rate Opus does not take is resampled by the encoder.
 

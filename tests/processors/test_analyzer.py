@@ -21,7 +21,8 @@ import openai
 import pytest
 from PIL import Image
 
-from processors.analyzer import SKIPPED_REASON, AnalysisError, AnalyzerConfig, analyze, describe, model_client
+from processors.analyzer import (SKIPPED_REASON, AnalysisError, AnalyzerConfig, analyze, describe, model_client,
+                                time_needed)
 from processors.batches import plan
 from processors.prompt import (
     MAX_TRANSCRIPT_CHARS,
@@ -409,6 +410,15 @@ async def test_each_batch_hears_what_was_said_while_its_frames_were_filmed_not_a
         assert "The transcript is what was said while this part was filmed" in texts
     first = "\n".join(user_texts(requests[0].json))
     assert "bureau" not in first and "chambre" not in first
+
+
+def test_the_time_an_analysis_needs_grows_with_its_batches_and_its_soundtrack():
+    """150 frames are 14 batches of 12, 4 rounds of 4 at once; 10 minutes of audio are 8 pieces
+    of 75 to 90 s, 2 rounds; one round for a batch asked again: 7 rounds of up to 180 s each."""
+    config = AnalyzerConfig(base_url="http://model", api_key="sk-test")
+    assert time_needed(150, 600.0, config) == 7 * 180
+    assert time_needed(8, 0.0, config) == 2 * 180
+    assert time_needed(150, 600.0, replace(config, batch_concurrency=14)) == (1 + 1 + 1) * 180
 
 
 async def test_batches_are_asked_at_once(fake, config):

@@ -108,12 +108,26 @@ async def test_a_job_that_keeps_killing_workers_goes_to_the_dead_letters(setting
 
 async def test_processing_past_its_time_bound_fails_cleanly(settings: Settings, model, redis: Redis) -> None:
     fake, _ = model
-    fake.inject(Fault(delay_s=30), endpoint=CHAT)
-    async with Runtime(fault_settings(settings, model, processing_timeout_s=2.0)) as rt:
+    fake.inject(Fault(delay_s=30), times=8, endpoint=CHAT)
+    stalling = replace(fault_settings(settings, model, processing_timeout_s=2.0), openai_timeout_s=1.0,
+                       openai_max_retries=3)
+    async with Runtime(stalling) as rt:
         outcome = await asyncio.wait_for(analyze_bytes(rt.url, make_video(duration=2.0)), 30)
     assert outcome.error is not None and outcome.error["code"] == "processing_timeout"
     left = [k async for k in redis.scan_iter(match=f"dodo:{{{outcome.session_id}}}:*")]
     assert not [k for k in left if k.endswith((b":chunks", b":frames", b":audio"))]
+
+
+async def test_an_analysis_longer_than_the_processing_timeout_but_healthy_completes(settings: Settings, model,
+                                                                                    redis: Redis) -> None:
+    """Every request answers within its own timeout, so the job's budget is what those requests may take."""
+    fake, _ = model
+    fake.inject(Fault(delay_s=2.5), endpoint=CHAT)
+    slow = replace(fault_settings(settings, model, processing_timeout_s=1.0), openai_timeout_s=4.0)
+    async with Runtime(slow) as rt:
+        outcome = await asyncio.wait_for(analyze_bytes(rt.url, make_video(duration=2.0)), 30)
+    assert outcome.error is None, outcome.error
+    assert outcome.result is not None and outcome.result["timings"]["analysis_s"] > slow.processing_timeout_s
 
 
 async def test_a_worker_runs_at_most_its_concurrency(redis: Redis) -> None:
