@@ -9,7 +9,6 @@ import openai
 
 from processors.analyzer import Analysis, AnalysisError, analyze, time_needed
 from processors.config import WorkerConfig
-from processors.decoder import _keep_pending
 from processors.delivery import deliver
 from processors.sinks import ResultSink
 from processors.speech import wav_seconds
@@ -108,7 +107,6 @@ async def analyze_job(r: Redis, cfg: WorkerConfig, sink: ResultSink, job: Job,
         started = time.time()
         elapsed = started - float(meta.get("processing_started_at", started))
         budget = analysis_budget(cfg, elapsed, len(frames), audio)
-        keepalive = asyncio.create_task(_keep_pending(r, cfg, job))
         try:
             analysis = await asyncio.wait_for(analyze(frames, audio, cfg.analyzer, progress, model), budget)
         except asyncio.TimeoutError:
@@ -119,7 +117,6 @@ async def analyze_job(r: Redis, cfg: WorkerConfig, sink: ResultSink, job: Job,
             await fail_session(r, cfg.stream, sid, exc.code, exc.message, retryable=exc.retryable)
             return
         finally:
-            keepalive.cancel()
             frames.clear()
             audio = None
         await delete_media(r, sid)

@@ -40,10 +40,10 @@ from streams import keys
 from streams.audit import audit
 from streams.blocking import chunk_entry_blocking, read_chunk_blocking
 from streams.chunks import ChunkMissing
-from streams.connection import RETRYABLE, BlockingRedis, Redis
+from streams.connection import BlockingRedis, Redis
 from streams.crypto import SealError, wipe
 from streams.events import publish
-from streams.jobs import Job, enqueue, touch
+from streams.jobs import Job, enqueue
 from streams.lifecycle import fail_session, pending_meta
 from streams.media import delete_media, store_media
 from streams.sessions import (
@@ -365,7 +365,6 @@ async def follow_job(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, job: 
         head, looks_streamable = bytes(view[:512]), streamable(view[:HEAD_BYTES])
         index = [] if looks_streamable else leading_chunks(view[:HEAD_BYTES], size, chunk_size)
     index_first = bool(index) and await _all_stored(r, sid, index)
-    keepalive = asyncio.create_task(_keep_pending(r, cfg, job))
     try:
         if looks_streamable or index_first:
             if await claim_decode(r, sid, job.entry_id):
@@ -374,7 +373,6 @@ async def follow_job(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, job: 
             await _hash_arriving(r, blocking, cfg, sid, expected_chunks(size, chunk_size), first, abort)
     finally:
         abort.set()
-        keepalive.cancel()
         wipe(first)
 
 
@@ -492,14 +490,6 @@ async def _completed_meta(r: Redis, cfg: WorkerConfig, sid: str, abort: threadin
         await asyncio.sleep(0.01)
         waited += 0.01
     return None
-
-
-async def _keep_pending(r: Redis, cfg: WorkerConfig, job: Job) -> None:
-    """Keep a long follow job's entry from looking stale to other workers' XAUTOCLAIM."""
-    while True:
-        await asyncio.sleep(cfg.claim_idle_ms / 3000)
-        with contextlib.suppress(*RETRYABLE):
-            await touch(r, job.stream, keys.GROUPS[job.stream], cfg.consumer, job.entry_id)
 
 
 async def in_own_thread(fn: Callable[..., T], *args: object) -> T:

@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from streams import keys
 from streams.config import StreamConfig
 from streams.connection import Redis
 from streams.events import history
-from streams.jobs import enqueue
+from streams.jobs import Job, enqueue
 from tests.support.fake_openai import CHAT, FakeOpenAI, Fault, LocalServer
 from tests.support.videos import make_video
 
@@ -150,6 +150,29 @@ async def test_a_worker_runs_at_most_its_concurrency(redis: Redis) -> None:
     await asyncio.wait_for(run_group(redis, cfg, stream=keys.JOBS, group=keys.DECODERS, consumer="c", handler=handler,
                                      concurrency=2, claim_idle_ms=60_000, max_deliveries=3, block_ms=100, stop=stop), 20)
     assert peak == 2 and done == 8
+
+
+async def test_a_job_longer_than_the_claim_idle_time_is_not_taken_over_by_another_worker(redis: Redis) -> None:
+    """Two workers, a job that runs five times ``claim_idle_ms``: it runs once, delivered once."""
+    cfg = StreamConfig()
+    ran: list[tuple[str, str]] = []
+    stop = asyncio.Event()
+
+    def worker(name: str) -> Callable[[Job], Awaitable[None]]:
+        async def handler(job: Job) -> None:
+            ran.append((name, job.entry_id))
+            await asyncio.sleep(1.5)
+            stop.set()
+        return handler
+
+    entry = await enqueue(redis, cfg, keys.JOBS, "ab" * 16)
+    await asyncio.wait_for(asyncio.gather(*(
+        run_group(redis, cfg, stream=keys.JOBS, group=keys.DECODERS, consumer=name, handler=worker(name),
+                  concurrency=1, claim_idle_ms=300, max_deliveries=3, block_ms=50, stop=stop)
+        for name in ("first", "second"))), 20)
+    assert len(ran) == 1 and ran[0][1] == entry
+    assert await redis.xpending(keys.JOBS, keys.DECODERS) == {"pending": 0, "min": None, "max": None,
+                                                              "consumers": []}
 
 
 async def test_a_follow_job_whose_worker_dies_is_taken_over_and_decoded_once(settings: Settings, model,
