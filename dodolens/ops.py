@@ -195,6 +195,14 @@ def report_tables(rep: dict[str, Any]) -> list[Table]:
         ("model tokens", cost["model_tokens"]),
         *((f"tokens: {model}", n) for model, n in cost["tokens_by_model"].items()),
         ("tokens per analysis", "–" if cost["tokens_per_analysis"] is None else cost["tokens_per_analysis"]),
+        ("frames sent", cost["frames_sent"]),
+        ("vision input / output tokens", f"{cost['input_tokens']} / {cost['output_tokens']}"),
+        ("input: image / text tokens", f"{cost['image_tokens']} / {cost['text_tokens']}"),
+        ("estimated cost", f"${cost['estimated_usd']:.4f}"),
+        *((f"estimated: {model}", f"${usd:.4f}") for model, usd in cost["estimated_usd_by_model"].items()),
+        ("estimated per analysis", "–" if cost["estimated_usd_per_analysis"] is None
+         else f"${cost['estimated_usd_per_analysis']:.4f}"),
+        *((("analyses without a price", cost["unpriced_analyses"]),) if cost["unpriced_analyses"] else ()),
     ])
     compliance = _figures("Compliance", [
         ("erasures (GDPR art. 17)", comp["erasures"]),

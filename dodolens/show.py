@@ -32,6 +32,11 @@ def inventory_table(result: dict[str, Any]) -> Table:
             label = item.get("label") or (lookup(item["catalogue_id"]).label("en") if item.get("catalogue_id") else "?")
             table.add_row(room["name"], label + (" (stays)" if item.get("excluded") else ""), str(item.get("quantity", 1)), f"{volume:.2f}")
     table.caption = f"total {inventory['total_volume_m3']:.2f} m³ in {inventory['total_items']} items"
+    analysis = result["analysis"]
+    if analysis.get("frames_sent"):
+        cost = "" if analysis.get("cost_usd") is None else f", about ${analysis['cost_usd']:.4f}"
+        table.caption += (f"\n{analysis['frames_sent']} frames sent, {analysis.get('input_tokens', 0)} input and "
+                          f"{analysis.get('output_tokens', 0)} output tokens{cost}")
     return table
 
 

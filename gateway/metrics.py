@@ -51,6 +51,10 @@ class Metrics:
         self.finished = Counter("dodolens_sessions_finished", "Sessions ended, by outcome", ["outcome"], registry=r)
         self.errors = Counter("dodolens_errors", "Error events, by code", ["code"], registry=r)
         self.tokens = Counter("dodolens_model_tokens", "Model tokens used by analyses", ["model"], registry=r)
+        self.frames_sent = Counter("dodolens_model_frames_sent", "Frames sent to the vision model", ["model"],
+                                   registry=r)
+        self.cost = Counter("dodolens_model_cost_usd", "Estimated cost of the vision requests (price table)", ["model"],
+                            registry=r)
         self.stage = Histogram("dodolens_stage_duration_seconds", "Duration of each stage of finished sessions",
                                ["stage"], buckets=DURATION_BUCKETS, registry=r)
         self.cleanup = Histogram("dodolens_cleanup_latency_seconds",
@@ -96,8 +100,13 @@ class Metrics:
                 if isinstance(timings.get(f"{stage}_s"), (int, float)):
                     self.stage.labels(stage).observe(max(0.0, float(timings[f"{stage}_s"])))
             analysis = result.get("analysis") or {}
+            model = str(analysis.get("model") or "unknown")
             if analysis.get("tokens"):
-                self.tokens.labels(str(analysis.get("model") or "unknown")).inc(int(analysis["tokens"]))
+                self.tokens.labels(model).inc(int(analysis["tokens"]))
+            if analysis.get("frames_sent"):
+                self.frames_sent.labels(model).inc(int(analysis["frames_sent"]))
+            if isinstance(analysis.get("cost_usd"), (int, float)) and analysis["cost_usd"] > 0:
+                self.cost.labels(model).inc(float(analysis["cost_usd"]))
         if event.type in ENDED and data.get("final", True):
             self._ended[event.session_id] = (event.timestamp.timestamp(), OUTCOMES[event.type])
 

@@ -7,17 +7,19 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from processors.analyzer import Analysis, AnalysisError, analyze
+from processors.analyzer import Analysis, AnalysisError, analyze, time_needed
 from processors.config import WorkerConfig
 from processors.delivery import deliver
 from processors.sinks import ResultSink
+from processors.speech import wav_seconds
 from schemas.errors import ErrorCode
 from schemas.events import AnalysisProgressData, utc_now
-from schemas.result import AnalysisInfo, AnalysisStatus, Result, ResultTooLarge, Timings, VideoInfo, encode_result
+from schemas.result import (AnalysisInfo, AnalysisStatus, Result, ResultTooLarge, Timings, VideoInfo, encode_result,
+                            fitted)
 from streams.audit import audit
 from streams.connection import Redis
 from streams.events import publish
-from streams.jobs import Job, keep_pending
+from streams.jobs import Job
 from streams.lifecycle import fail_session, pending_meta
 from streams.media import delete_media, load_audio, load_frames
 from streams.results import keep_result
@@ -57,6 +59,12 @@ def build_result(sid: str, meta: dict[str, str], frames: list[float], analysis: 
             model=analysis.model,
             transcript_chars=len(analysis.transcript or ""),
             tokens=analysis.tokens,
+            frames_sent=analysis.usage.frames_sent,
+            input_tokens=analysis.usage.input_tokens,
+            image_tokens=analysis.usage.image_tokens,
+            text_tokens=analysis.usage.text_tokens,
+            output_tokens=analysis.usage.output_tokens,
+            cost_usd=analysis.cost_usd,
             warnings=[warning[:MAX_WARNING_CHARS] for warning in analysis.warnings[:MAX_WARNINGS]],
         ),
         inventory=analysis.inventory,
@@ -68,6 +76,14 @@ def build_result(sid: str, meta: dict[str, str], frames: list[float], analysis: 
             total_s=round(now - uploaded, 3),
         ),
     )
+
+
+def analysis_budget(cfg: WorkerConfig, elapsed: float, frame_count: int, audio: bytes | None) -> float:
+    """Seconds the analysis may run: what is left of ``processing_timeout_s`` after the decode, but
+    never less than a healthy analysis of this much work needs (``time_needed``), so a long tour with
+    many batches and a long soundtrack is not failed for its length; a stalled one still ends."""
+    needed = time_needed(frame_count, wav_seconds(audio) if audio else 0.0, cfg.analyzer)
+    return max(1.0, cfg.processing_timeout_s - elapsed, needed)
 
 
 async def analyze_job(r: Redis, cfg: WorkerConfig, sink: ResultSink, job: Job,
@@ -93,27 +109,25 @@ async def analyze_job(r: Redis, cfg: WorkerConfig, sink: ResultSink, job: Job,
 
         started = time.time()
         elapsed = started - float(meta.get("processing_started_at", started))
-        keepalive = asyncio.create_task(keep_pending(r, job, cfg.consumer, cfg.claim_idle_ms))
+        budget = analysis_budget(cfg, elapsed, len(frames), audio)
         try:
-            analysis = await asyncio.wait_for(analyze(frames, audio, cfg.analyzer, progress, model),
-                                              max(1.0, cfg.processing_timeout_s - elapsed))
+            analysis = await asyncio.wait_for(analyze(frames, audio, cfg.analyzer, progress, model), budget)
         except asyncio.TimeoutError:
             await fail_session(r, cfg.stream, sid, ErrorCode.PROCESSING_TIMEOUT,
-                               f"processing took longer than {cfg.processing_timeout_s:.0f} s", retryable=True)
+                               f"the analysis took longer than its {budget:.0f} s", retryable=True)
             return
         except AnalysisError as exc:
             await fail_session(r, cfg.stream, sid, exc.code, exc.message, retryable=exc.retryable)
             return
         finally:
-            keepalive.cancel()
             frames.clear()
             audio = None
         await delete_media(r, sid)
         if analysis.warnings:
             await publish(r, cfg.stream, sid,
                           AnalysisProgressData(stage="inventory", progress=1.0, warnings=analysis.warnings))
-        result = build_result(sid, await get_meta(r, sid) or meta, timestamps, analysis, time.time() - started,
-                              utc_now())
+        result = fitted(build_result(sid, await get_meta(r, sid) or meta, timestamps, analysis, time.time() - started,
+                                     utc_now()))
         try:
             blob = encode_result(result)
         except ResultTooLarge as exc:

@@ -5,23 +5,32 @@ and 5xx with exponential backoff (0.5 s doubling, capped at 8 s, minus up to 25 
 when the server sends ``Retry-After`` or ``Retry-After-Ms`` of at most 120 s, waits exactly that.
 This module only turns what is left into stable error codes that say whether the job may be
 retried later, and refuses any answer that is not the inventory the schema asks for.
+
+The frames go to the vision model in overlapping batches asked at once (:func:`describe`), so a
+whole home fits the model's context and output cap; ``processors.batches`` plans and merges them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import math
+import re
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from processors import batches
 from processors.prompt import (
     IMAGE_DETAILS,
     build_messages,
     parse_inventory,
     response_format,
 )
-from processors.transcription import transcribe
+from processors.speech import MAX_PIECE_S, QUIET_SEARCH_S
+from processors.transcription import TimedText, joined, transcribe
+from processors.usage import DEFAULT_PRICES, Price, Usage, parse_prices
 from schemas.errors import ErrorCode
 from schemas.inventory import Inventory
 from streams.config import setting
@@ -34,6 +43,11 @@ log = logging.getLogger(__name__)
 SKIPPED_REASON = "no OpenAI API key or base URL configured (OPENAI_API_KEY / OPENAI_BASE_URL)"
 NO_KEY = "no-key"
 MAX_MESSAGE_CHARS = 300
+REASONING_MODELS = re.compile(r"^(o\d|gpt-[5-9])")
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+SPEECH_MARGIN_S = 5.0
+"""Speech this long before a batch's first frame or after its last still goes with it: people name a
+thing as they turn to it or just after."""
 
 Progress = Callable[[str, float], Awaitable[None]]
 T = TypeVar("T")
@@ -45,17 +59,33 @@ class AnalyzerConfig:
                                    shown="unset → analysis skipped")
     api_key: str | None = setting("OPENAI_API_KEY", None, "key of the OpenAI API", shown="unset → analysis skipped",
                                   secret=True)
-    vision_model: str = setting("DODOLENS_VISION_MODEL", "gpt-4o-mini", "model that reads the frames (checked at "
+    vision_model: str = setting("DODOLENS_VISION_MODEL", "gpt-5.4-mini", "model that reads the frames (checked at "
                                 "start-up of `up` and `worker`, and by `dodolens doctor`)")
     transcription_model: str = setting("DODOLENS_TRANSCRIPTION_MODEL", "gpt-transcribe", "model that transcribes the "
                                        "audio (checked like the vision model)")
     transcription_language: str | None = setting("DODOLENS_TRANSCRIPTION_LANGUAGE", None, "ISO-639-1 code of the "
                                                  "narration (`fr`, `en`): better transcripts of short or mixed speech",
                                                  shown="unset → detected")
-    timeout_s: float = setting("DODOLENS_OPENAI_TIMEOUT", 60.0, "seconds per model call")
-    max_retries: int = setting("DODOLENS_OPENAI_MAX_RETRIES", 3, "retries per model call")
+    transcript_piece_s: float = setting("DODOLENS_TRANSCRIPT_PIECE", 90.0, "longest piece of audio per transcription "
+                                        "request, in seconds (10 to 1380), cut at a pause; each batch of frames is "
+                                        "given the pieces said while it was filmed")
+    timeout_s: float = setting("DODOLENS_OPENAI_TIMEOUT", 180.0, "seconds per model call")
+    max_retries: int = setting("DODOLENS_OPENAI_MAX_RETRIES", 3, "the client's retries of one model call")
     image_detail: str = setting("DODOLENS_IMAGE_DETAIL", "low", "detail of the frames sent: low, high or auto")
-    max_output_tokens: int = 4096
+    max_output_tokens: int = setting("DODOLENS_MAX_OUTPUT_TOKENS", 16_384, "`max_completion_tokens` of a vision call "
+                                     "(reasoning included); a batch whose answer is cut is split in two and asked again")
+    reasoning_effort: str | None = setting("DODOLENS_REASONING_EFFORT", "low", "sent to reasoning models only (gpt-5 "
+                                           "family, o-series); empty: not sent", blank=None)
+    batch_frames: int = setting("DODOLENS_BATCH_FRAMES", 12, "frames per vision request (consecutive requests share "
+                                "one frame)")
+    batch_concurrency: int = setting("DODOLENS_BATCH_CONCURRENCY", 4, "requests of one analysis at once (vision "
+                                     "batches; transcript pieces)")
+    batch_retries: int = setting("DODOLENS_BATCH_RETRIES", 1, "times a failed batch is asked again alone, after the "
+                                 "client's own retries")
+    prices: Mapping[str, Price] = setting("DODOLENS_PRICES", None, 'JSON `{"model": [input, cached input, output]}` in '
+                                          "USD per million tokens, over the defaults; gives the result's estimated cost",
+                                          shown="built-in table", parse=parse_prices,
+                                          factory=lambda: dict(DEFAULT_PRICES))
 
     def __post_init__(self) -> None:
         if self.image_detail not in IMAGE_DETAILS:
@@ -66,6 +96,12 @@ class AnalyzerConfig:
                              f"got {self.transcription_language!r}")
         if self.timeout_s <= 0 or self.max_retries < 0 or self.max_output_tokens < 1:
             raise ValueError("timeout_s and max_output_tokens must be positive, max_retries not negative")
+        if not 10.0 <= self.transcript_piece_s <= MAX_PIECE_S:
+            raise ValueError(f"transcript_piece_s must be from 10 to {MAX_PIECE_S:g} s, got {self.transcript_piece_s}")
+        if self.reasoning_effort is not None and self.reasoning_effort not in REASONING_EFFORTS:
+            raise ValueError(f"reasoning_effort must be one of {REASONING_EFFORTS}, got {self.reasoning_effort!r}")
+        if self.batch_frames < 2 or self.batch_concurrency < 1 or self.batch_retries < 0:
+            raise ValueError("batch_frames must be at least 2, batch_concurrency positive, batch_retries not negative")
 
     @property
     def enabled(self) -> bool:
@@ -91,6 +127,9 @@ class Analysis:
     tokens: int
     skipped_reason: str | None
     warnings: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float | None = None
+    """Of the vision requests, estimated from ``AnalyzerConfig.prices``; None for an unpriced model."""
 
 
 def model_client(config: AnalyzerConfig) -> openai.AsyncOpenAI:
@@ -128,36 +167,40 @@ async def analyze(
     report = progress or _no_progress
     warnings: list[str] = []
     transcript: str | None = None
+    timed: list[TimedText] = []
     tokens = 0
     if audio_wav:
         await report("transcription", 0.05)
-        heard = await _call("transcription", transcribe(client, audio_wav, model=config.transcription_model,
-                                                        language=config.transcription_language, progress=report))
-        transcript, tokens, warnings = heard.text, heard.tokens, heard.warnings
+        heard = await _call("transcription", transcribe(
+            client, audio_wav, model=config.transcription_model, language=config.transcription_language,
+            progress=report, piece_seconds=config.transcript_piece_s, concurrency=config.batch_concurrency))
+        transcript, tokens, warnings, timed = heard.text, heard.tokens, heard.warnings, heard.timed
         await report("transcription", 0.3)
-    await report("vision", 0.35)
-    completion = await _call(
-        "vision",
-        client.chat.completions.create(
-            model=config.vision_model,
-            messages=build_messages(frames, transcript, config.image_detail),
-            response_format=response_format(),
-            max_completion_tokens=config.max_output_tokens,
-        ),
-    )
-    await report("vision", 0.9)
-    inventory = _inventory(completion, len(frames), config.max_output_tokens)
-    tokens += _chat_tokens(completion)
+    vision = await describe(frames, transcript, config, client, report, timed=timed)
     await report("inventory", 1.0)
-    model = getattr(completion, "model", None)
+    model = vision.model or config.vision_model
     return Analysis(
-        inventory=inventory,
-        model=model if isinstance(model, str) else config.vision_model,
+        inventory=vision.inventory,
+        model=model,
         transcript=transcript,
-        tokens=tokens,
+        tokens=tokens + vision.usage.total_tokens,
         skipped_reason=None,
         warnings=warnings,
+        usage=vision.usage,
+        cost_usd=vision.usage.cost_usd(model, config.prices),
     )
+
+
+def time_needed(frame_count: int, audio_s: float, config: AnalyzerConfig) -> float:
+    """Seconds an analysis may take when every request answers within ``timeout_s``: the transcript
+    pieces, then the batches (and one round per batch retry), each in rounds of ``batch_concurrency``
+    requests at once. What the client's own retries add is not counted: that is not a healthy run."""
+    shortest_piece = config.transcript_piece_s - min(QUIET_SEARCH_S, config.transcript_piece_s / 4)
+    pieces = math.ceil(audio_s / shortest_piece) if audio_s > 0 else 0
+    batch_count = len(batches.plan(frame_count, config.batch_frames)) if frame_count else 0
+    rounds = (math.ceil(pieces / config.batch_concurrency) + math.ceil(batch_count / config.batch_concurrency)
+              + config.batch_retries)
+    return rounds * config.timeout_s
 
 
 async def _call(stage: str, request: Awaitable[T]) -> T:
@@ -195,15 +238,14 @@ def _short(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "..."
 
 
-def _chat_tokens(completion: Any) -> int:
-    return int(getattr(getattr(completion, "usage", None), "total_tokens", 0) or 0)
-
-
 def _inventory(completion: Any, frame_count: int, max_output_tokens: int) -> Inventory:
     """The inventory in the model's answer, or analysis_failed saying why there is none."""
 
     def failed(message: str) -> AnalysisError:
         return AnalysisError(ErrorCode.ANALYSIS_FAILED, f"vision: {message}", retryable=False)
+
+    def unreadable(message: str) -> AnalysisError:
+        return _Unreadable(ErrorCode.ANALYSIS_FAILED, f"vision: {message}", retryable=False)
 
     try:
         choice = completion.choices[0]
@@ -213,18 +255,134 @@ def _inventory(completion: Any, frame_count: int, max_output_tokens: int) -> Inv
     if getattr(message, "refusal", None):
         raise failed(f"the model refused: {_short(message.refusal)}")
     if choice.finish_reason == "length":
-        raise failed(f"the answer was cut at max_output_tokens={max_output_tokens}")
+        raise _Truncated(f"the answer was cut at max_output_tokens={max_output_tokens}")
     if choice.finish_reason == "content_filter":
         raise failed("the answer was withheld by the content filter")
     if not isinstance(message.content, str) or not message.content:
-        raise failed("the answer is empty")
+        raise unreadable("the answer is empty")
     try:
         payload = json.loads(message.content)
     except ValueError as exc:
-        raise failed(f"the answer is not JSON ({exc})") from None
+        raise unreadable(f"the answer is not JSON ({exc})") from None
     if not isinstance(payload, dict):
-        raise failed("the answer is not a JSON object")
+        raise unreadable("the answer is not a JSON object")
     try:
         return parse_inventory(payload, frame_count=frame_count)
     except ValueError as exc:
-        raise failed(f"the answer does not match the inventory schema ({_short(str(exc))})") from None
+        raise unreadable(f"the answer does not match the inventory schema ({_short(str(exc))})") from None
+
+
+class _Unreadable(AnalysisError):
+    """An answer that is not the inventory: a batch may be asked again, the job as a whole is not."""
+
+
+@dataclass
+class Vision:
+    inventory: Inventory
+    model: str | None
+    usage: Usage
+
+
+class _Truncated(Exception):
+    """The answer hit ``max_completion_tokens``: the batch holds more than one answer can list."""
+
+
+def accepts_reasoning_effort(model: str) -> bool:
+    """Reasoning models take ``reasoning_effort``; the others answer 400 to it."""
+    return REASONING_MODELS.match(model) is not None and "-chat" not in model
+
+
+async def describe(
+    frames: list[tuple[float, bytes]],
+    transcript: str | None,
+    config: AnalyzerConfig,
+    client: openai.AsyncOpenAI,
+    progress: Progress | None = None,
+    *,
+    timed: list[TimedText] | None = None,
+) -> Vision:
+    """The inventory of the frames, asked in overlapping batches at once and merged (see ``processors.batches``).
+
+    With ``timed`` transcript pieces, each batch is given the pieces said while its frames were filmed
+    (see ``said_during``); without, the whole ``transcript``.
+
+    A batch that fails in a way worth retrying, or whose answer is not the inventory, is asked again
+    alone (``batch_retries`` times, after the client's own retries) while the others' answers are kept; a batch whose answer was cut at the
+    output cap is split in two halves sharing a frame, which are asked again.
+    """
+    report = progress or _no_progress
+    spans = batches.plan(len(frames), config.batch_frames)
+    usage = Usage()
+    models: list[str] = []
+    limit = asyncio.Semaphore(config.batch_concurrency)
+    covered = 0
+
+    async def ask(span: range, number: int) -> list[batches.BatchAnswer]:
+        nonlocal covered
+        for attempt in range(config.batch_retries + 1):
+            heard, said_between = (said_during(timed, frames, span) if timed and transcript is not None and len(spans) > 1
+                                   else (transcript, None))
+            try:
+                async with limit:
+                    completion = await _call("vision", client.chat.completions.create(**_vision_request(
+                        config, frames[span.start:span.stop], heard, (number, len(spans)), said_between)))
+                usage.add(completion, frames=len(span))
+                inventory = _inventory(completion, len(span), config.max_output_tokens)
+            except _Truncated:
+                if len(span) < 2:
+                    raise AnalysisError(
+                        ErrorCode.ANALYSIS_FAILED,
+                        f"vision: the answer for one frame was cut at max_output_tokens={config.max_output_tokens}",
+                        retryable=False,
+                    ) from None
+                log.info("vision: the answer for frames %d-%d was cut; asking for each half", span.start, span.stop - 1)
+                left, right = await asyncio.gather(*(ask(half, number) for half in batches.halves(span)))
+                return left + right
+            except AnalysisError as exc:
+                if not (exc.retryable or isinstance(exc, _Unreadable)) or attempt == config.batch_retries:
+                    raise
+                log.warning("vision: retrying frames %d-%d alone: %s", span.start, span.stop - 1, exc.message)
+                continue
+            model = getattr(completion, "model", None)
+            if isinstance(model, str):
+                models.append(model)
+            covered += len(span)
+            await report("vision", 0.35 + 0.55 * min(1.0, covered / (len(frames) + len(spans) - 1)))
+            return [batches.BatchAnswer(span, inventory)]
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    await report("vision", 0.35)
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(ask(span, number)) for number, span in enumerate(spans, 1)]
+    except* AnalysisError as failed:
+        raise failed.exceptions[0] from None
+    answers = [answer for task in tasks for answer in task.result()]
+    return Vision(inventory=batches.merge(answers), model=models[0] if models else None, usage=usage)
+
+
+def said_during(timed: list[TimedText], frames: list[tuple[float, bytes]], span: range,
+                margin_s: float = SPEECH_MARGIN_S) -> tuple[str, tuple[float, float]]:
+    """What was said while ``frames[span]`` were filmed: the transcript pieces that overlap their
+    time span widened by ``margin_s``, joined, and the time those pieces cover. The first batch
+    also hears what was said before its frames, and the last what was said after, so every piece
+    reaches some batch."""
+    first = -math.inf if span.start == 0 else frames[span.start][0] - margin_s
+    last = math.inf if span.stop >= len(frames) else frames[span.stop - 1][0] + margin_s
+    during = [piece for piece in timed if piece.end_s > first and piece.start_s < last]
+    if not during:
+        return "", (max(0.0, frames[span.start][0] - margin_s), frames[span.stop - 1][0] + margin_s)
+    return joined(during), (during[0].start_s, during[-1].end_s)
+
+
+def _vision_request(config: AnalyzerConfig, frames: list[tuple[float, bytes]], transcript: str | None,
+                    part: tuple[int, int], said_between: tuple[float, float] | None = None) -> dict[str, Any]:
+    request: dict[str, Any] = {
+        "model": config.vision_model,
+        "messages": build_messages(frames, transcript, config.image_detail, part, said_between),
+        "response_format": response_format(),
+        "max_completion_tokens": config.max_output_tokens,
+    }
+    if config.reasoning_effort and accepts_reasoning_effort(config.vision_model):
+        request["reasoning_effort"] = config.reasoning_effort
+    return request

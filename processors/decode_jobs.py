@@ -43,7 +43,7 @@ from streams.chunks import ChunkMissing, MediaGone, SessionGone
 from streams.connection import BlockingRedis, Redis
 from streams.crypto import SealError, wipe
 from streams.events import publish
-from streams.jobs import Job, enqueue, keep_pending
+from streams.jobs import Job, enqueue
 from streams.lifecycle import fail_session, pending_meta
 from streams.media import delete_media, store_media
 from streams.sessions import (
@@ -273,19 +273,14 @@ async def start_processing(r: Redis, cfg: WorkerConfig, sid: str, meta: dict[str
 
 
 async def decode_job(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, job: Job) -> None:
-    """Decode a completed upload, unless the job that followed its upload already has it; the job's
-    entry is kept fresh meanwhile, so a long decode is not claimed again by another worker."""
+    """Decode a completed upload, unless the job that followed its upload already has it."""
     sid = job.session_id
     meta = await pending_meta(r, sid)
     if meta is None or not await claim_decode(r, sid, job.entry_id):
         return
     started = time.time()
-    keepalive = asyncio.create_task(keep_pending(r, job, cfg.consumer, cfg.claim_idle_ms))
-    try:
-        await start_processing(r, cfg, sid, meta, started)
-        await decode_stored(r, blocking, cfg, sid, meta, started)
-    finally:
-        keepalive.cancel()
+    await start_processing(r, cfg, sid, meta, started)
+    await decode_stored(r, blocking, cfg, sid, meta, started)
 
 
 async def decode_stored(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sid: str, meta: dict[str, str],
@@ -370,7 +365,6 @@ async def follow_job(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, job: 
         head, looks_streamable = bytes(view[:512]), streamable(view[:HEAD_BYTES])
         index = [] if looks_streamable else leading_chunks(view[:HEAD_BYTES], size, chunk_size)
     index_first = bool(index) and await _all_stored(r, sid, index)
-    keepalive = asyncio.create_task(keep_pending(r, job, cfg.consumer, cfg.claim_idle_ms))
     try:
         if looks_streamable or index_first:
             if await claim_decode(r, sid, job.entry_id):
@@ -379,7 +373,6 @@ async def follow_job(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, job: 
             await _hash_arriving(r, blocking, cfg, sid, expected_chunks(size, chunk_size), first, abort)
     finally:
         abort.set()
-        keepalive.cancel()
         wipe(first)
 
 

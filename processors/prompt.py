@@ -126,29 +126,52 @@ def response_format() -> dict[str, Any]:
     }
 
 
-def build_messages(frames: list[tuple[float, bytes]], transcript: str | None, detail: str) -> list[dict[str, Any]]:
-    """The chat messages: instructions, then each JPEG frame labelled with its index and time, then the transcript."""
+def build_messages(frames: list[tuple[float, bytes]], transcript: str | None, detail: str,
+                   part: tuple[int, int] = (1, 1), said_between: tuple[float, float] | None = None,
+                   ) -> list[dict[str, Any]]:
+    """The chat messages: instructions, then each JPEG frame labelled with its index and time, then the transcript.
+
+    ``part`` is (this batch's number, how many batches) when the video is sent in batches;
+    ``said_between`` (start, end in seconds) when the transcript is only what was said around these frames.
+    """
     if detail not in IMAGE_DETAILS:
         raise ValueError(f"image detail must be one of {IMAGE_DETAILS}, got {detail!r}")
-    content: list[dict[str, Any]] = [
-        {"type": "text", "text": f"{len(frames)} frames from the video, in order."},
-    ]
+    content: list[dict[str, Any]] = [{"type": "text", "text": _frames_text(len(frames), *part, said_between)}]
     for index, (timestamp, jpeg) in enumerate(frames):
         url = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
         content.append({"type": "text", "text": f"Frame {index} at {timestamp:.1f} s"})
         content.append({"type": "image_url", "image_url": {"url": url, "detail": detail}})
-    content.append({"type": "text", "text": _transcript_text(transcript)})
+    content.append({"type": "text", "text": _transcript_text(transcript, said_between)})
     return [{"role": "system", "content": instructions()}, {"role": "user", "content": content}]
 
 
-def _transcript_text(transcript: str | None) -> str:
+def _frames_text(count: int, number: int, parts: int, said_between: tuple[float, float] | None) -> str:
+    if parts == 1:
+        return f"{count} frames from the video, in order."
+    heard = ("The transcript is what was said while this part was filmed" if said_between
+             else "The transcript is of the whole video")
+    return (
+        f"{count} consecutive frames from one walk-through of the home, in order: part {number} of {parts}. "
+        "The video is sent in parts that overlap by one frame: this part's first frame is the previous "
+        "part's last, and its last frame is the next part's first. List everything visible in this part, "
+        "the overlap frames included, with the frames it is in; what several parts show is counted once "
+        "afterwards. Name each room as you would for the whole video, so a room keeps its name across parts. "
+        f"{heard}: what it names that this part does not show, list with no frames."
+    )
+
+
+def _transcript_text(transcript: str | None, said_between: tuple[float, float] | None = None) -> str:
     if transcript is None:
         return "The video has no audio: there is no transcript."
     spoken = transcript.strip()
+    when = "" if said_between is None else f" from {said_between[0]:.0f} s to {said_between[1]:.0f} s of the video"
     if not spoken:
-        return "Nothing intelligible was said in the video: the transcript is empty."
+        return f"Nothing intelligible was said{when or ' in the video'}: the transcript is empty."
     if len(spoken) > MAX_TRANSCRIPT_CHARS:
         spoken = spoken[:MAX_TRANSCRIPT_CHARS] + " [...]"
+    if said_between is not None:
+        return (f"Transcript of what the person filming said{when}, around the time of these frames "
+                f"(the rest of the narration goes with the other parts):\n<transcript>\n{spoken}\n</transcript>")
     return f"Transcript of what the person filming said:\n<transcript>\n{spoken}\n</transcript>"
 
 

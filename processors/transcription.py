@@ -1,7 +1,9 @@
 """The soundtrack to text through the OpenAI transcription API, however long the video.
 
-The audio goes as compact Ogg/Opus, in as many requests as the API's size and duration limits
-need (``processors.speech``), transcribed in order and joined with each piece's start time.
+The audio goes as compact Ogg/Opus in pieces of bounded duration cut at pauses
+(``processors.speech``), transcribed a few at once and kept with each piece's start and end, so
+each batch of frames can be given what was said while it was filmed; the whole text joins them in
+order, each marked with its start time.
 The inventory can still be made from the frames alone, so audio the API refuses (400, 413, 415,
 422) or a transcription model it does not have (404, a configuration error that
 ``dodolens doctor`` reports at start-up) costs the transcript, never the session: it becomes a
@@ -11,6 +13,7 @@ left to the caller, which decides whether the job is retried.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -18,7 +21,8 @@ from typing import Any
 
 import openai
 
-from processors.speech import MAX_PIECE_S, MAX_REQUEST_BYTES, REQUEST_OVERHEAD_BYTES, clock_time, speech_pieces
+from processors.speech import (MAX_PIECE_S, MAX_REQUEST_BYTES, PIECE_S, REQUEST_OVERHEAD_BYTES, SpeechPiece, clock_time,
+                               speech_pieces)
 from streams.threads import in_thread
 
 log = logging.getLogger(__name__)
@@ -29,11 +33,22 @@ MAX_DETAIL_CHARS = 200
 Progress = Callable[[str, float], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class TimedText:
+    """What was said from ``start_s`` to ``end_s`` on the video's timeline (one piece's transcript)."""
+
+    start_s: float
+    end_s: float
+    text: str
+
+
 @dataclass
 class Transcript:
     text: str | None
     tokens: int = 0
     warnings: list[str] = field(default_factory=list)
+    timed: list[TimedText] = field(default_factory=list)
+    """The pieces transcribed, in order, with their times; empty when nothing was heard."""
 
 
 class TranscriptionRefused(Exception):
@@ -47,41 +62,67 @@ async def transcribe(
     model: str,
     language: str | None = None,
     progress: Progress | None = None,
+    piece_seconds: float = PIECE_S,
+    concurrency: int = 4,
     max_seconds: float = MAX_PIECE_S,
     max_bytes: int = MAX_REQUEST_BYTES - REQUEST_OVERHEAD_BYTES,
 ) -> Transcript:
-    """The transcript of the soundtrack, with a warning for every part of it that is missing."""
+    """The transcript of the soundtrack, timed piece by piece, with a warning for every part of it that is missing.
+
+    Pieces are asked ``concurrency`` at once; a piece the API refuses ends the transcript there.
+    """
     try:
-        pieces = await in_thread(speech_pieces, audio_wav, max_seconds=max_seconds, max_bytes=max_bytes)
+        pieces = await in_thread(speech_pieces, audio_wav, piece_seconds=piece_seconds,
+                                 max_seconds=max_seconds, max_bytes=max_bytes)
     except ValueError as exc:
         return Transcript(None, warnings=[f"transcription skipped: the audio could not be encoded ({exc})"])
     if not pieces:
         return Transcript(None)
+    limit = asyncio.Semaphore(max(1, concurrency))
+    refusals: list[TranscriptionRefused] = []
+    done = 0
+
+    async def hear(piece: SpeechPiece) -> Any:
+        """The piece's answer; None once the API has refused a piece (the others would be refused too)."""
+        nonlocal done
+        async with limit:
+            if refusals:
+                return None
+            try:
+                answer = await _create(client, model, language, (piece.filename, piece.data, piece.content_type))
+            except TranscriptionRefused as exc:
+                refusals.append(exc)
+                return None
+        done += 1
+        if progress is not None and done < len(pieces):
+            await progress("transcription", 0.05 + 0.25 * done / len(pieces))
+        return answer
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(hear(piece)) for piece in pieces]
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
     out = Transcript(None)
-    if len(pieces) > 1:
-        length = clock_time(pieces[-1].start_s + pieces[-1].duration_s)
-        out.warnings.append(f"transcription: the {length} soundtrack was sent in {len(pieces)} pieces")
-    texts: list[str] = []
-    answered = 0
-    for done, piece in enumerate(pieces):
-        try:
-            answer = await _create(client, model, language, (piece.filename, piece.data, piece.content_type))
-        except TranscriptionRefused as exc:
-            if answered:
-                out.warnings.append(f"transcript cut at {clock_time(piece.start_s)}: {exc}")
-            else:
-                out.warnings.append(f"transcription skipped: {exc}")
-            log.warning("transcript incomplete: %s", exc)
+    for piece, task in zip(pieces, tasks):
+        if (answer := task.result()) is None:
+            out.warnings.append(f"transcript cut at {clock_time(piece.start_s)}: {refusals[0]}" if out.timed
+                                else f"transcription skipped: {refusals[0]}")
+            log.warning("transcript incomplete: %s", refusals[0])
             break
         text, tokens = _text_and_tokens(answer)
-        answered += 1
         out.tokens += tokens
-        if text:
-            texts.append(f"[{clock_time(piece.start_s)}] {text}" if len(pieces) > 1 else text)
-        if progress is not None and done + 1 < len(pieces):
-            await progress("transcription", 0.05 + 0.25 * (done + 1) / len(pieces))
-    out.text = " ".join(texts) if answered else None
+        out.timed.append(TimedText(piece.start_s, piece.start_s + piece.duration_s, text))
+    if out.timed:
+        out.text = joined(out.timed)
     return out
+
+
+def joined(timed: list[TimedText]) -> str:
+    """The pieces' texts in order, each marked ``[mm:ss]`` with its start when there are several."""
+    if len(timed) == 1:
+        return timed[0].text
+    return " ".join(f"[{clock_time(piece.start_s)}] {piece.text}" for piece in timed if piece.text)
 
 
 async def _create(client: openai.AsyncOpenAI, model: str, language: str | None, file: tuple[str, bytes, str]) -> Any:

@@ -1,27 +1,39 @@
 """The consumer-group loop every worker runs: read, handle, ack; claim what others left; dead-letter.
 
 Read top to bottom: each turn first claims entries idle for too long (a worker died holding
-them), then reads new ones, and runs each in its own task under a concurrency bound. A
-handler that returns has finished the job (success or a reported failure) and the entry is
-acknowledged; one that raises leaves it pending, to be claimed again after ``claim_idle_ms``.
+them), then reads new ones, and runs each in its own task under a concurrency bound. While a
+handler runs its entry is kept claimed (``keep_claimed``), so a job longer than ``claim_idle_ms``
+is not taken over by another worker while this one is still at it. A handler that returns has
+finished the job (success or a reported failure) and the entry is acknowledged; one that raises
+leaves it pending, to be claimed again after ``claim_idle_ms``.
 After ``max_deliveries`` the entry goes to ``dodo:dead`` and the session is failed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 from schemas.errors import ErrorCode
 from streams.config import StreamConfig
 from streams.connection import RETRYABLE, Redis
-from streams.jobs import Job, ack, claim_stale, dead_letter, deliveries, ensure_group, read_new
+from streams.jobs import Job, ack, claim_stale, dead_letter, deliveries, ensure_group, read_new, touch
 from streams.lifecycle import fail_session
 
 log = logging.getLogger("dodolens.worker")
 
 Handler = Callable[[Job], Awaitable[None]]
+
+
+async def keep_claimed(r: Redis, job: Job, group: str, consumer: str, idle_ms: int) -> None:
+    """Until cancelled, reset the entry's idle time every third of ``idle_ms``: a job still running
+    must not look stale to other workers' XAUTOCLAIM (a decode or an analysis can outlast it)."""
+    while True:
+        await asyncio.sleep(idle_ms / 3000)
+        with contextlib.suppress(*RETRYABLE):
+            await touch(r, job.stream, group, consumer, job.entry_id)
 
 
 async def run_group(
@@ -50,7 +62,11 @@ async def run_group(
                                    f"processing failed {max_deliveries} times; upload the video again", retryable=True)
                 await dead_letter(r, cfg, job, "too many deliveries")
                 return
-            await handler(job)
+            keeping = asyncio.create_task(keep_claimed(r, job, group, consumer, claim_idle_ms))
+            try:
+                await handler(job)
+            finally:
+                keeping.cancel()
             await ack(r, stream, group, job.entry_id)
         except asyncio.CancelledError:
             raise

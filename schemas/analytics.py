@@ -96,6 +96,12 @@ class AnalysisStats(_Strict):
     tokens: int = Field(0, ge=0)
     transcript_chars: int = Field(0, ge=0, description="Length only; the transcript itself is never kept")
     frames: int = Field(0, ge=0)
+    frames_sent: int = Field(0, ge=0)
+    input_tokens: int = Field(0, ge=0)
+    image_tokens: int = Field(0, ge=0)
+    text_tokens: int = Field(0, ge=0)
+    output_tokens: int = Field(0, ge=0)
+    cost_usd: float | None = Field(None, ge=0)
     video: VideoStats | None = None
     timings: TimingStats = Field(default_factory=TimingStats)
     inventory: InventoryStats | None = None

@@ -7,8 +7,7 @@ processors set them when they parse the model's answer) or, for an item outside 
 from the model's estimated dimensions (l × w × h).
 
 Values are quantized on validation (volumes to the litre, dimensions to the centimetre, confidence
-to the hundredth, frames sorted and unique, frame indexes below 53 so a set of them is a 53-bit
-mask that every JSON reader holds exactly) so that the compact form below is lossless.
+to the hundredth, frames sorted and unique) so that the compact form below is lossless.
 
 Compact form (:func:`encode_inventory`), for storage and events. Measured: catalogue ids as
 strings cost ~13 bytes each and 200 items with their ids did not fit in 5 KB, so an item names its
@@ -17,24 +16,28 @@ refuses two ids with one code). Volumes and handling flags of catalogue items ar
 they are recomputed from the catalogue on read, which a reader needs anyway for the labels::
 
     {"c": "2025.1",                                 catalogue version (absent when unknown)
+     "f": 2,                                        frames form 2 (absent: form 1)
      "r": [["Salon", item, item, ...], ...],        room name, then its items
      "total_volume_m3": 12.3, "total_items": 40, "excluded_volume_m3": 2.0}   as computed when written
 
     catalogue item:         [code, quantity, confidence %, frames]
     out-of-catalogue item:  [label, quantity, confidence %, frames, flags, length m, width m, height m]
     quantity is negative when the customer keeps the item (excluded);
-    frames: bit i set when the item was seen in frame i;
+    frames, form 1 (when every index is below 53): bit i set when the item is seen in frame i;
+    frames, form 2 (otherwise): the frame index when the item is in one frame, else the list of indexes;
     flags: 1 fragile | 2 needs disassembly | 4 heavy
 
 About 17 bytes an item when a video gives 16 frames (the mask grows by ~3 digits per 10 frames):
-a whole result with 200 items over 190 distinct ids measured 4.7 KB. ``encode_result`` refuses
-anything past 5 KB.
+a whole result with 200 items over 190 distinct ids measured 4.7 KB. Past 53 frames (a video
+sends up to some 150) the mask would outgrow an exact JSON number, so indexes are written as they are.
+``encode_result`` refuses anything past 5 KB; :func:`schemas.result.fitted` first keeps only the
+first frame of each item when the whole lists do not fit.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -43,7 +46,9 @@ LITRES_PER_M3 = 1000
 FRAGILE, NEEDS_DISASSEMBLY, HEAVY = 1, 2, 4
 MAX_LABEL_CHARS = 60
 MAX_ROOM_NAME_CHARS = 40
-MAX_FRAME_INDEX = 52
+MAX_FRAME_INDEX = 999
+MASK_FRAME_INDEX = 52
+FRAMES_FORM = 2
 
 
 def litres(volume_m3: float) -> int:
@@ -210,7 +215,10 @@ def catalogue_code(catalogue_id: str) -> int:
 def encode_inventory(inventory: Inventory) -> dict[str, Any]:
     """The compact, JSON-ready form described in the module docstring (no catalogue needed)."""
     out: dict[str, Any] = {} if inventory.catalogue_version is None else {"c": inventory.catalogue_version}
-    out["r"] = [[room.name, *(_encode_item(item) for item in room.items)] for room in inventory.rooms]
+    masked = all(index <= MASK_FRAME_INDEX for room in inventory.rooms for item in room.items for index in item.frames)
+    if not masked:
+        out["f"] = FRAMES_FORM
+    out["r"] = [[room.name, *(_encode_item(item, masked) for item in room.items)] for room in inventory.rooms]
     out |= {
         "total_volume_m3": inventory.total_volume_m3,
         "total_items": inventory.total_items,
@@ -219,11 +227,12 @@ def encode_inventory(inventory: Inventory) -> dict[str, Any]:
     return out
 
 
-def _encode_item(item: Item) -> list[Any]:
+def _encode_item(item: Item, masked: bool) -> list[Any]:
     common = [
         -item.quantity if item.excluded else item.quantity,
         round(item.confidence * 100),
-        sum(1 << index for index in item.frames),
+        sum(1 << index for index in item.frames) if masked
+        else item.frames[0] if len(item.frames) == 1 else item.frames,
     ]
     if item.catalogue_id is not None:
         return [catalogue_code(item.catalogue_id), *common]
@@ -245,8 +254,9 @@ def decode_inventory(data: Mapping[str, Any], catalogue: CatalogueView) -> Inven
     ):
         raise ValueError("malformed compact inventory: 'r' must be a list of [room name, *items]")
     by_code = {catalogue_code(cid): (cid, entry) for cid, entry in catalogue.items.items()}
+    frames = _frames if data.get("f") == FRAMES_FORM else _masked_frames
     try:
-        rooms = [Room(name=row[0], items=[_decode_item(cell, by_code) for cell in row[1:]]) for row in rows]
+        rooms = [Room(name=row[0], items=[_decode_item(cell, by_code, frames) for cell in row[1:]]) for row in rows]
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise ValueError(f"malformed compact inventory: {exc}") from exc
     inventory = Inventory(rooms=rooms, catalogue_version=data.get("c"))
@@ -257,16 +267,27 @@ def decode_inventory(data: Mapping[str, Any], catalogue: CatalogueView) -> Inven
     return inventory
 
 
-def _decode_item(cell: list[Any], by_code: Mapping[int, tuple[str, CatalogueEntry]]) -> Item:
-    key, quantity, confidence, mask = cell[:4]
+def _frames(stored: Any) -> list[int]:
+    if isinstance(stored, bool) or not isinstance(stored, (int, list)):
+        raise ValueError(f"frames {stored!r} are neither an index nor a list of indexes")
+    return [stored] if isinstance(stored, int) else stored
+
+
+def _masked_frames(mask: Any) -> list[int]:
+    if isinstance(mask, bool) or not isinstance(mask, int) or mask >> (MASK_FRAME_INDEX + 1):
+        raise ValueError(f"frame mask {mask!r} is not a mask of frames 0 to {MASK_FRAME_INDEX}")
+    return [index for index in range(MASK_FRAME_INDEX + 1) if mask >> index & 1]
+
+
+def _decode_item(cell: list[Any], by_code: Mapping[int, tuple[str, CatalogueEntry]],
+                 frames: Callable[[Any], list[int]]) -> Item:
+    key, quantity, confidence, stored = cell[:4]
     common = {
         "quantity": abs(quantity),
         "excluded": quantity < 0,
         "confidence": confidence / 100,
-        "frames": [index for index in range(MAX_FRAME_INDEX + 1) if mask >> index & 1],
+        "frames": frames(stored),
     }
-    if mask >> (MAX_FRAME_INDEX + 1):
-        raise ValueError(f"frame mask {mask} names frames past {MAX_FRAME_INDEX}")
     if isinstance(key, str):
         flags, length, width, height = cell[4:8]
         return Item(

@@ -75,6 +75,12 @@ def _analysis(result: dict[str, Any]) -> dict[str, Any]:
         "tokens": _int(analysis.get("tokens")),
         "transcript_chars": _int(analysis.get("transcript_chars")),
         "frames": len(result.get("frames") or []),
+        "frames_sent": _int(analysis.get("frames_sent")),
+        "input_tokens": _int(analysis.get("input_tokens")),
+        "image_tokens": _int(analysis.get("image_tokens")),
+        "text_tokens": _int(analysis.get("text_tokens")),
+        "output_tokens": _int(analysis.get("output_tokens")),
+        "cost_usd": _num(analysis["cost_usd"]) if analysis.get("cost_usd") is not None else None,
         "video": None if not video else {
             "duration_s": _num(video.get("duration_s")),
             "size_bytes": _int(video.get("size_bytes")),

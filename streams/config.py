@@ -19,6 +19,8 @@ MiB = 1024 * 1024
 
 ENV = "env"
 PART = "part"
+UNSET: Any = object()
+"""``blank`` of a setting whose empty value means the same as leaving it unset."""
 
 C = TypeVar("C")
 
@@ -33,6 +35,7 @@ class Declared:
     meaning: str
     shown: str | None
     parse: Callable[[str], object] | None
+    blank: object = UNSET
 
     @property
     def name(self) -> str:
@@ -40,10 +43,17 @@ class Declared:
 
 
 def setting(env: str, default: Any, meaning: str, *, shown: str | None = None,
-            parse: Callable[[str], object] | None = None, secret: bool = False) -> Any:
-    """A config field read from ``env`` when set; ``shown`` replaces the default in the README."""
-    return field(default=default, repr=not secret,
-                 metadata={ENV: Declared((), env, default, meaning, shown, parse)})
+            parse: Callable[[str], object] | None = None, secret: bool = False, blank: Any = UNSET,
+            factory: Callable[[], Any] | None = None) -> Any:
+    """A config field read from ``env`` when set; ``shown`` replaces the default in the README.
+
+    ``blank`` is the value of the variable set to an empty string, when that means something other
+    than unset; ``factory`` makes a default that must not be shared (a table), in place of ``default``.
+    """
+    declared = {ENV: Declared((), env, default, meaning, shown, parse, blank)}
+    if factory is not None:
+        return field(default_factory=factory, repr=not secret, metadata=declared)
+    return field(default=default, repr=not secret, metadata=declared)
 
 
 def part(config: Callable[[], C]) -> C:
@@ -80,7 +90,9 @@ def _parsed(d: Declared, hint: object, raw: str) -> object:
         return (d.parse or _parser(hint))(raw)
     except SettingsError:
         raise
-    except ValueError:
+    except ValueError as exc:
+        if d.parse is not None:
+            raise SettingsError(f"{d.env}: {exc}") from None
         raise SettingsError(f"{d.env}={raw!r} is not a valid {getattr(hint, '__name__', hint)}") from None
 
 
@@ -103,9 +115,16 @@ def from_env(config: type[C], env: Mapping[str, str]) -> C:
             raw = env.get(d.env, "")
             if raw:
                 values[f.name] = _parsed(d, hints[f.name], raw)
+            elif d.env in env and d.blank is not UNSET:
+                values[f.name] = d.blank
         elif f.metadata.get(PART):
             values[f.name] = from_env(hints[f.name], env)
-    return config(**values)
+    try:
+        return config(**values)
+    except SettingsError:
+        raise
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def overridden(config: C, changes: Mapping[str, object]) -> C:

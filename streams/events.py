@@ -83,7 +83,8 @@ def live_copy(event: Event) -> bytes:
     if not isinstance(result, dict):
         return event.model_dump_json().encode()
     analysis = result.get("analysis") if isinstance(result.get("analysis"), dict) else {}
-    summary = {"timings": result.get("timings"), "analysis": {k: analysis.get(k) for k in ("model", "tokens")}}
+    summary = {"timings": result.get("timings"),
+               "analysis": {k: analysis.get(k) for k in ("model", "tokens", "frames_sent", "cost_usd")}}
     return event.model_copy(update={"data": {**event.data, "result": summary}}).model_dump_json().encode()
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from dataclasses import dataclass
 
 from redis.exceptions import ResponseError
 
 from streams import keys
 from streams.config import StreamConfig
-from streams.connection import RETRYABLE, Redis, as_str, str_fields
+from streams.connection import Redis, as_str, str_fields
 
 
 @dataclass(frozen=True)
@@ -55,13 +53,6 @@ async def touch(r: Redis, stream: str, group: str, consumer: str, entry_id: str)
     """Reset a pending entry's idle time: a long job still running is not stale."""
     await r.xclaim(stream, group, consumer, min_idle_time=0, message_ids=[entry_id], justid=True)
 
-
-async def keep_pending(r: Redis, job: Job, consumer: str, claim_idle_ms: int) -> None:
-    """Keep a long job's entry from looking stale to other workers' XAUTOCLAIM, until cancelled."""
-    while True:
-        await asyncio.sleep(claim_idle_ms / 3000)
-        with contextlib.suppress(*RETRYABLE):
-            await touch(r, job.stream, keys.GROUPS[job.stream], consumer, job.entry_id)
 
 
 async def deliveries(r: Redis, stream: str, group: str, entry_id: str) -> int:

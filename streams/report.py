@@ -1,6 +1,7 @@
 """Daily, weekly and monthly reports from the analytics and audit streams.
 
-Performance (sessions, p50/p95 durations, error rate), cost (model tokens) and compliance
+Performance (sessions, p50/p95 durations, error rate), cost (model tokens, frames sent, the
+estimated dollars each result carries from the price table) and compliance
 (erasures, TTL expiries, failed cleanups). :func:`summarize` is pure; :func:`build_report` reads.
 """
 
@@ -73,9 +74,14 @@ def summarize(events: Sequence[AnalyticsEvent], audit: Sequence[dict[str, Any]],
     errors = Counter(str(e.data.get("code")) for e in events if e.type == EventType.ERROR)
     analyses = [e for e in events if e.type == EventType.ANALYSIS_COMPLETE]
     tokens_by_model: Counter[str] = Counter()
+    cost_by_model: Counter[str] = Counter()
     for e in analyses:
         tokens_by_model[e.data.get("model") or "none"] += int(e.data.get("tokens", 0))
+        if e.data.get("cost_usd") is not None:
+            cost_by_model[e.data.get("model") or "none"] += float(e.data["cost_usd"])
     tokens = sum(tokens_by_model.values())
+    cost = sum(cost_by_model.values())
+    priced = sum(1 for e in analyses if e.data.get("cost_usd") is not None)
     actions = Counter(str(a.get("action")) for a in audit)
     results_erased = sum(1 for a in audit if a.get("action") == "result_erased" and a.get("deleted"))
     return {
@@ -94,6 +100,15 @@ def summarize(events: Sequence[AnalyticsEvent], audit: Sequence[dict[str, Any]],
             "model_tokens": tokens,
             "tokens_by_model": dict(tokens_by_model.most_common()),
             "tokens_per_analysis": round(tokens / len(analyses), 1) if analyses else None,
+            "frames_sent": sum(int(e.data.get("frames_sent", 0)) for e in analyses),
+            "input_tokens": sum(int(e.data.get("input_tokens", 0)) for e in analyses),
+            "image_tokens": sum(int(e.data.get("image_tokens", 0)) for e in analyses),
+            "text_tokens": sum(int(e.data.get("text_tokens", 0)) for e in analyses),
+            "output_tokens": sum(int(e.data.get("output_tokens", 0)) for e in analyses),
+            "estimated_usd": round(cost, 4),
+            "estimated_usd_by_model": {model: round(usd, 4) for model, usd in cost_by_model.most_common()},
+            "estimated_usd_per_analysis": round(cost / priced, 4) if priced else None,
+            "unpriced_analyses": len(analyses) - priced,
             "analyses_by_status": dict(Counter(str(e.data.get("status")) for e in analyses)),
         },
         "compliance": {

@@ -204,3 +204,17 @@ def test_ops_commands_find_the_redis_of_a_running_up_as_the_readme_says(tmp_path
     assert not runtime_file.exists()
     after = dodolens("lag", env=env)
     assert after.returncode == 68
+
+
+def test_the_inventory_table_says_what_the_analysis_sent_and_cost() -> None:
+    from rich.console import Console
+
+    from dodolens.show import inventory_table
+
+    result = {"video": {"duration_s": 61.0}, "frames": [0.0, 1.0],
+              "analysis": {"frames_sent": 27, "input_tokens": 31_234, "output_tokens": 2_345, "cost_usd": 0.0281},
+              "inventory": {"rooms": [], "total_volume_m3": 0.0, "total_items": 0}}
+    console = Console(width=100, record=True)
+    console.print(inventory_table(result))
+    text = " ".join(console.export_text().split())
+    assert "27 frames sent, 31234 input and 2345 output tokens, about $0.0281" in text

@@ -10,9 +10,13 @@ import pytest
 from dodolens.client import analyze_bytes
 from dodolens.runner import Runtime
 from dodolens.settings import Settings
+from processors.batches import plan
+from processors.usage import DEFAULT_PRICES
+from schemas import catalogue
 from streams import keys
 from streams.connection import Redis
-from tests.support.fake_openai import FakeOpenAI, LocalServer
+from tests.support.fake_openai import CHAT, FakeOpenAI, LocalServer, object_item, sent_jpegs, tour_sight
+from tests.support.tour import make_tour, read_codes
 from tests.support.videos import corrupt, make_audio_only, make_video, truncate
 
 ORDER = ["session_created", "chunk_received", "upload_complete", "processing_started", "frames_extracted"]
@@ -66,6 +70,49 @@ async def test_a_video_becomes_an_inventory_and_leaves_no_media(
     async with __import__("httpx").AsyncClient(base_url=analyzing_runtime.url) as http:
         stored = await http.get(f"/sessions/{outcome.session_id}/result",
                                 headers={"Authorization": f"Bearer {outcome.token}"})
+    assert stored.status_code == 200 and stored.json() == result
+
+
+async def test_a_home_tour_analysed_in_batches_lists_each_object_once_in_its_room(settings: Settings) -> None:
+    """The fake model reads the objects' codes in the JPEGs it is sent; the merge must count each once."""
+    tour = make_tour(rooms=4, objects_per_room=5, width=320, height=180, fps=10, still_s=2.0, walk_s=1.0, seed=5)
+    fake = FakeOpenAI(sees=tour_sight(tour))
+    async with LocalServer(fake.app) as server:
+        rt = await Runtime(settings.with_overrides(base_url=server.url + "/v1", api_key=fake.api_key,
+                                                   max_retries=0, batch_frames=3)).start()
+        try:
+            outcome = await analyze_bytes(rt.url, tour.data)
+            async with __import__("httpx").AsyncClient(base_url=rt.url) as http:
+                stored = await http.get(f"/sessions/{outcome.session_id}/result",
+                                        headers={"Authorization": f"Bearer {outcome.token}"})
+        finally:
+            await rt.stop()
+    assert outcome.error is None, outcome.events[-1]
+    result = outcome.result
+    requests = [sent_jpegs(r.json) for r in fake.received(CHAT)]
+    spans = plan(len(result["frames"]), 3)
+    assert len(requests) == len(spans) >= 3
+    assert result["analysis"]["frames_sent"] == len(result["frames"]) + len(spans) - 1
+    reported = [answer["usage"] for answer in fake.answers]
+    analysis = result["analysis"]
+    assert analysis["input_tokens"] == sum(u["prompt_tokens"] for u in reported)
+    assert analysis["image_tokens"] == sum(u["prompt_tokens_details"]["image_tokens"] for u in reported) > 0
+    assert analysis["text_tokens"] == sum(u["prompt_tokens_details"]["text_tokens"] for u in reported) > 0
+    assert analysis["output_tokens"] == sum(u["completion_tokens"] for u in reported)
+    price = DEFAULT_PRICES["gpt-5.4-mini"]
+    assert analysis["cost_usd"] == pytest.approx(
+        (analysis["input_tokens"] * price.input + analysis["output_tokens"] * price.output) / 1e6, abs=1e-6)
+    read = {code for batch in requests for j in batch for code in read_codes(j)}
+    shared = [batch[0] for batch in requests if batch[0] in {b[-1] for b in requests}]
+    assert len(shared) == len(spans) - 1
+    assert any(read_codes(j) for j in shared), "an object must be in a frame two batches share"
+    truth = {o.id: o for o in tour.objects}
+    assert {o.id for o in tour.objects if any(o.visible_at(t) for t in result["frames"])} <= read
+    assert read == set(truth), "the frame selection shows every object of the tour"
+    ids = list(catalogue.ids())
+    listed = sorted((room["name"], item["catalogue_id"]) for room in result["inventory"]["rooms"]
+                    for item in room["items"])
+    assert listed == sorted((truth[code].room, object_item(code, ids)) for code in read)
     assert stored.status_code == 200 and stored.json() == result
 
 

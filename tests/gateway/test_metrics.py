@@ -89,7 +89,7 @@ async def test_metrics_follow_activity(gateway_only: Runtime) -> None:
         await ensure_group(r, keys.JOBS, keys.DECODERS)
 
         await set_state(r, cfg, done_sid, State.DONE)
-        await publish(r, cfg, done_sid, AnalysisCompleteData(result=finished_result(done_sid, total_s=12.5, tokens=900)))
+        await publish(r, cfg, done_sid, AnalysisCompleteData(result=finished_result(done_sid, total_s=12.5, tokens=900, frames_sent=27, cost_usd=0.0125)))
         await fail_session(r, cfg, failed_sid, "decode_failed", "no video stream")
 
         after = await until(http, lambda s: value(s, "dodolens_errors_total", code="decode_failed") == 1
@@ -106,6 +106,8 @@ async def test_metrics_follow_activity(gateway_only: Runtime) -> None:
     assert value(after, "dodolens_stage_duration_seconds_bucket", stage="total", le="20.0") == 1
     assert value(after, "dodolens_stage_duration_seconds_bucket", stage="total", le="10.0") == 0
     assert value(after, "dodolens_model_tokens_total", model="gpt-4o-mini") == 900
+    assert value(after, "dodolens_model_frames_sent_total", model="gpt-4o-mini") == 27
+    assert value(after, "dodolens_model_cost_usd_total", model="gpt-4o-mini") == 0.0125
     assert value(after, "dodolens_queue_length", stream=keys.JOBS) == 1
     assert value(after, "dodolens_consumer_group_lag", stream=keys.JOBS, group=keys.DECODERS) == 1
     assert value(after, "dodolens_consumer_group_pending", stream=keys.JOBS, group=keys.DECODERS) == 0

@@ -7,8 +7,9 @@ import io
 import av
 import pytest
 
-from processors.speech import MAX_REQUEST_BYTES, clock_time, encode_opus, read_wav, speech_pieces
-from tests.support.videos import make_sine_wav
+from processors.speech import MAX_PIECE_S, MAX_REQUEST_BYTES, clock_time, encode_opus, read_wav, speech_pieces
+from tests.support.fake_speech import tone_words
+from tests.support.videos import make_sine_wav, make_tones_wav
 
 
 def seconds_in(ogg: bytes) -> float:
@@ -19,19 +20,30 @@ def seconds_in(ogg: bytes) -> float:
 
 def test_fifteen_minutes_of_speech_fit_one_request_in_an_eighth_of_the_wav():
     wav = make_sine_wav(duration=900)
-    [piece] = speech_pieces(wav)
+    [piece] = speech_pieces(wav, piece_seconds=MAX_PIECE_S)
     assert len(wav) > MAX_REQUEST_BYTES, "as WAV, 15 minutes would be refused"
     assert len(piece.data) < len(wav) / 8
     assert (piece.start_s, piece.duration_s) == (0, 900)
     assert seconds_in(piece.data) == pytest.approx(900, abs=0.1)
 
 
-def test_audio_longer_than_a_request_may_be_is_cut_into_equal_consecutive_pieces():
-    pieces = speech_pieces(make_sine_wav(duration=61), max_seconds=25)
-    third = pytest.approx(61 / 3, abs=0.001)
-    assert [(p.start_s, p.duration_s) for p in pieces] == [(0, third), (third, third),
-                                                           (pytest.approx(2 * 61 / 3, abs=0.001), third)]
+def test_a_soundtrack_is_cut_into_consecutive_pieces_no_longer_than_asked():
+    pieces = speech_pieces(make_sine_wav(duration=61), piece_seconds=25)
+    assert len(pieces) == 3 and pieces[0].start_s == 0
+    assert all(later.start_s == pytest.approx(p.start_s + p.duration_s) for p, later in zip(pieces, pieces[1:]))
+    assert all(25 * 0.75 <= p.duration_s <= 25 for p in pieces[:-1]) and pieces[-1].duration_s <= 25
     assert sum(seconds_in(p.data) for p in pieces) == pytest.approx(61, abs=0.1)
+
+
+def test_each_cut_falls_in_the_pause_before_the_longest_piece_so_no_word_is_split():
+    said = [(1, 17, 440), (21, 37, 660), (41, 57, 880), (61, 77, 1100)]
+    pieces = speech_pieces(make_tones_wav(said, duration=80), piece_seconds=25)
+    cuts = [p.start_s for p in pieces[1:]]
+    assert len(cuts) == 3
+    assert all(any(end <= cut <= end + 4 for _, end, _ in said) for cut in cuts), cuts
+    assert cuts[0] == pytest.approx(21, abs=0.05), "the latest quiet moment, so pieces stay long"
+    ear = tone_words({440: "cuisine", 660: "salon", 880: "chambre", 1100: "bureau"})
+    assert [ear(p.data) for p in pieces] == ["cuisine", "salon", "chambre", "bureau"]
 
 
 def test_audio_still_too_large_after_encoding_is_cut_until_every_piece_fits():

@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator, Iterator
 import openai
 import pytest
 
+from processors.speech import clock_time
 from processors.transcription import transcribe
 from tests.support.fake_openai import TRANSCRIPTION, FakeOpenAI, Fault, LocalServer
-from tests.support.videos import make_sine_wav
+from tests.support.fake_speech import tone_words
+from tests.support.videos import make_sine_wav, make_tones_wav
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +32,8 @@ async def client(server: LocalServer, fake: FakeOpenAI) -> AsyncIterator[openai.
         yield made
 
 
-async def test_fifteen_minutes_are_transcribed_whole_in_one_request(fake, client):
-    heard = await transcribe(client, make_sine_wav(duration=900), model="gpt-transcribe")
+async def test_fifteen_minutes_are_transcribed_whole_in_one_request_when_pieces_may_be_that_long(fake, client):
+    heard = await transcribe(client, make_sine_wav(duration=900), model="gpt-transcribe", piece_seconds=1380)
     assert heard.text == "on emporte le canapé" and heard.warnings == []
     assert fake.heard == [pytest.approx(900, abs=0.1)]
 
@@ -43,12 +45,24 @@ async def test_the_fake_refuses_what_the_api_refuses_fifteen_minutes_of_wav(fake
     assert caught.value.status_code == 413
 
 
-async def test_long_audio_is_transcribed_piece_by_piece_in_order_with_each_start_time(fake, client):
-    heard = await transcribe(client, make_sine_wav(duration=61), model="gpt-transcribe", max_seconds=25)
-    assert heard.text == ("[00:00] on emporte le canapé [00:20] on emporte le canapé "
-                          "[00:40] on emporte le canapé")
-    assert heard.warnings == ["transcription: the 01:01 soundtrack was sent in 3 pieces"]
+async def test_long_audio_is_transcribed_piece_by_piece_in_order_each_with_its_time_span(fake, client):
+    heard = await transcribe(client, make_sine_wav(duration=61), model="gpt-transcribe", piece_seconds=25)
+    assert [piece.text for piece in heard.timed] == ["on emporte le canapé"] * 3
+    assert heard.timed[0].start_s == 0 and heard.timed[-1].end_s == pytest.approx(61)
+    assert all(p.end_s == later.start_s and p.end_s - p.start_s <= 25 for p, later in zip(heard.timed, heard.timed[1:]))
+    marks = [clock_time(piece.start_s) for piece in heard.timed]
+    assert heard.text == " ".join(f"[{mark}] on emporte le canapé" for mark in marks)
+    assert heard.warnings == []
     assert sum(fake.heard) == pytest.approx(61, abs=0.1)
+
+
+async def test_each_piece_is_heard_as_it_was_said(fake, client):
+    fake.hears = tone_words({440: "cuisine", 660: "salon", 880: "chambre"})
+    said = [(1, 17, 440), (21, 37, 660), (41, 57, 880)]
+    heard = await transcribe(client, make_tones_wav(said, duration=60), model="gpt-transcribe", piece_seconds=25)
+    assert [(round(p.start_s), round(p.end_s), p.text) for p in heard.timed] == [
+        (0, 21, "cuisine"), (21, 41, "salon"), (41, 60, "chambre")]
+    assert heard.text == "[00:00] cuisine [00:20] salon [00:40] chambre"
 
 
 async def test_the_language_hint_is_sent_when_set(fake, client):
@@ -60,9 +74,9 @@ async def test_the_language_hint_is_sent_when_set(fake, client):
 
 async def test_a_transcription_model_the_api_does_not_have_costs_the_transcript_with_a_clear_warning(fake, client):
     fake.fail(404, code="model_not_found", endpoint=TRANSCRIPTION)
-    heard = await transcribe(client, make_sine_wav(duration=61), model="gpt-gone", max_seconds=25)
+    heard = await transcribe(client, make_sine_wav(duration=61), model="gpt-gone", piece_seconds=25, concurrency=1)
     assert heard.text is None
-    [split, skipped] = heard.warnings
+    [skipped] = heard.warnings
     assert "'gpt-gone'" in skipped and "DODOLENS_TRANSCRIPTION_MODEL" in skipped and "404" in skipped
     assert len(fake.received(TRANSCRIPTION)) == 1, "no piece is sent after the model is known missing"
 
@@ -70,9 +84,10 @@ async def test_a_transcription_model_the_api_does_not_have_costs_the_transcript_
 async def test_a_piece_refused_after_others_cuts_the_transcript_there_and_says_so(fake, client):
     fake.inject(Fault(), endpoint=TRANSCRIPTION)
     fake.fail(400, endpoint=TRANSCRIPTION)
-    heard = await transcribe(client, make_sine_wav(duration=61), model="gpt-transcribe", max_seconds=25)
-    assert heard.text == "[00:00] on emporte le canapé"
-    assert heard.warnings[1] == "transcript cut at 00:20: Error code: 400 - injected 400"
+    heard = await transcribe(client, make_sine_wav(duration=61), model="gpt-transcribe", piece_seconds=25,
+                             concurrency=1)
+    assert heard.text == "on emporte le canapé" and len(heard.timed) == 1
+    assert heard.warnings == [f"transcript cut at {clock_time(heard.timed[0].end_s)}: Error code: 400 - injected 400"]
     assert len(fake.received(TRANSCRIPTION)) == 2
 
 

@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -22,7 +22,7 @@ from streams import keys
 from streams.config import StreamConfig
 from streams.connection import Redis
 from streams.events import history
-from streams.jobs import enqueue
+from streams.jobs import Job, enqueue
 from tests.support.fake_openai import CHAT, FakeOpenAI, Fault, LocalServer
 from tests.support.videos import make_video
 
@@ -108,12 +108,25 @@ async def test_a_job_that_keeps_killing_workers_goes_to_the_dead_letters(setting
 
 async def test_processing_past_its_time_bound_fails_cleanly(settings: Settings, model, redis: Redis) -> None:
     fake, _ = model
-    fake.inject(Fault(delay_s=30), endpoint=CHAT)
-    async with Runtime(fault_settings(settings, model, processing_timeout_s=2.0)) as rt:
+    fake.inject(Fault(delay_s=30), times=8, endpoint=CHAT)
+    stalling = fault_settings(settings, model, processing_timeout_s=2.0).with_overrides(timeout_s=1.0, max_retries=3)
+    async with Runtime(stalling) as rt:
         outcome = await asyncio.wait_for(analyze_bytes(rt.url, make_video(duration=2.0)), 30)
     assert outcome.error is not None and outcome.error["code"] == "processing_timeout"
     left = [k async for k in redis.scan_iter(match=f"dodo:{{{outcome.session_id}}}:*")]
     assert not [k for k in left if k.endswith((b":chunks", b":frames", b":audio"))]
+
+
+async def test_an_analysis_longer_than_the_processing_timeout_but_healthy_completes(settings: Settings, model,
+                                                                                    redis: Redis) -> None:
+    """Every request answers within its own timeout, so the job's budget is what those requests may take."""
+    fake, _ = model
+    fake.inject(Fault(delay_s=2.5), endpoint=CHAT)
+    slow = fault_settings(settings, model, processing_timeout_s=1.0).with_overrides(timeout_s=4.0)
+    async with Runtime(slow) as rt:
+        outcome = await asyncio.wait_for(analyze_bytes(rt.url, make_video(duration=2.0)), 30)
+    assert outcome.error is None, outcome.error
+    assert outcome.result is not None and outcome.result["timings"]["analysis_s"] > slow.worker.processing_timeout_s
 
 
 async def test_a_worker_runs_at_most_its_concurrency(redis: Redis) -> None:
@@ -136,6 +149,29 @@ async def test_a_worker_runs_at_most_its_concurrency(redis: Redis) -> None:
     await asyncio.wait_for(run_group(redis, cfg, stream=keys.JOBS, group=keys.DECODERS, consumer="c", handler=handler,
                                      concurrency=2, claim_idle_ms=60_000, max_deliveries=3, block_ms=100, stop=stop), 20)
     assert peak == 2 and done == 8
+
+
+async def test_a_job_longer_than_the_claim_idle_time_is_not_taken_over_by_another_worker(redis: Redis) -> None:
+    """Two workers, a job that runs five times ``claim_idle_ms``: it runs once, delivered once."""
+    cfg = StreamConfig()
+    ran: list[tuple[str, str]] = []
+    stop = asyncio.Event()
+
+    def worker(name: str) -> Callable[[Job], Awaitable[None]]:
+        async def handler(job: Job) -> None:
+            ran.append((name, job.entry_id))
+            await asyncio.sleep(1.5)
+            stop.set()
+        return handler
+
+    entry = await enqueue(redis, cfg, keys.JOBS, "ab" * 16)
+    await asyncio.wait_for(asyncio.gather(*(
+        run_group(redis, cfg, stream=keys.JOBS, group=keys.DECODERS, consumer=name, handler=worker(name),
+                  concurrency=1, claim_idle_ms=300, max_deliveries=3, block_ms=50, stop=stop)
+        for name in ("first", "second"))), 20)
+    assert len(ran) == 1 and ran[0][1] == entry
+    assert await redis.xpending(keys.JOBS, keys.DECODERS) == {"pending": 0, "min": None, "max": None,
+                                                              "consumers": []}
 
 
 async def test_a_follow_job_whose_worker_dies_is_taken_over_and_decoded_once(settings: Settings, model,

@@ -35,6 +35,7 @@ from schemas.result import (
     VideoInfo,
     decode_result,
     encode_result,
+    fitted,
 )
 
 ROOM_NAMES = ["Entrée", "Salon", "Salle à manger", "Cuisine", "Chambre 1", "Chambre 2", "Chambre enfant",
@@ -61,7 +62,9 @@ def result_with(inventory: Inventory | None, frame_count: int = 16) -> Result:
                         container="mov,mp4,m4a,3gp,3g2,mj2", rotation=90, has_audio=True),
         frames=[round(i * 11.53, 2) for i in range(frame_count)],
         analysis=AnalysisInfo(status=AnalysisStatus.COMPLETE if inventory else AnalysisStatus.SKIPPED,
-                              model="gpt-4o-mini-2024-07-18", transcript_chars=2345, tokens=31_234),
+                              model="gpt-5.4-mini-2026-03-17", transcript_chars=2345, tokens=231_234,
+                              frames_sent=frame_count + frame_count // 11, input_tokens=180_123,
+                              image_tokens=160_920, text_tokens=19_203, output_tokens=51_111, cost_usd=0.365092),
         inventory=inventory,
         timings=Timings(upload_s=41.2, queue_s=0.015, decode_s=6.321, analysis_s=28.77, total_s=76.31),
     )
@@ -174,7 +177,7 @@ def test_values_are_quantized_so_the_compact_form_is_exact():
     assert Dimensions(length_m=1.234, width_m=0.001, height_m=2).width_m == 0.01
 
 
-def test_frame_indexes_fit_a_53_bit_mask():
+def test_frame_indexes_are_bounded():
     item("chair", frames=[0, MAX_FRAME_INDEX])
     with pytest.raises(ValidationError):
         item("chair", frames=[MAX_FRAME_INDEX + 1])
@@ -311,6 +314,68 @@ def test_a_skipped_analysis_reads_back_without_a_catalogue():
 def test_a_result_written_in_full_form_is_read_too():
     result = result_with(large_house(10))
     assert decode_result(result.model_dump_json()) == result
+
+
+def long_tour_house(count: int = 200, frame_count: int = 150, per_item: int = 1) -> Inventory:
+    """A house filmed in ``frame_count`` frames, each item seen in ``per_item`` consecutive ones."""
+    rooms = large_house(count).rooms
+    step = frame_count // count or 1
+    n = 0
+    for room in rooms:
+        for line in room.items:
+            first = min(n * step, frame_count - per_item)
+            line.frames = list(range(first, first + per_item))
+            n += 1
+    return with_totals(Inventory(rooms=rooms, catalogue_version=catalogue.version()))
+
+
+def test_200_items_seen_in_150_frames_encode_under_5_kb_with_their_frame_times_and_read_back_unchanged():
+    result = result_with(long_tour_house(200, 150), frame_count=150)
+    blob = encode_result(result)
+    assert len(blob) < MAX_RESULT_BYTES
+    assert orjson.loads(blob)["inventory"]["f"] == 2
+    assert decode_result(blob, catalogue.load()) == result
+
+
+def test_past_53_frames_items_keep_whole_frame_lists_when_they_fit():
+    result = result_with(long_tour_house(40, 150, per_item=3), frame_count=150)
+    assert fitted(result) == result
+    stored = decode_result(encode_result(result), catalogue.load())
+    assert [i.frames for r in stored.inventory.rooms for i in r.items] == \
+        [i.frames for r in result.inventory.rooms for i in r.items]
+
+
+def test_when_whole_frame_lists_do_not_fit_each_item_keeps_its_first_frame():
+    result = result_with(long_tour_house(200, 150, per_item=3), frame_count=150)
+    with pytest.raises(ResultTooLarge):
+        encode_result(result)
+    kept = fitted(result)
+    assert len(encode_result(kept)) < MAX_RESULT_BYTES
+    assert [i.frames for r in kept.inventory.rooms for i in r.items] == \
+        [i.frames[:1] for r in result.inventory.rooms for i in r.items]
+    assert kept.inventory.total_volume_m3 == result.inventory.total_volume_m3
+
+
+def test_results_stored_with_frame_masks_still_read():
+    result = result_with(large_house(30))
+    stored = orjson.loads(encode_result(result))
+    assert "f" not in stored["inventory"]
+    assert isinstance(stored["inventory"]["r"][0][1][3], int)
+    stored["frames"] = [round(i * 11.53, 2) for i in range(16)]
+    del stored["fd"]
+    assert decode_result(orjson.dumps(stored), catalogue.load()) == result
+
+
+def test_frame_times_are_stored_as_centisecond_steps_in_base_36():
+    result = result_with(None, frame_count=4)
+    stored = orjson.loads(encode_result(result))
+    assert "frames" not in stored and stored["fd"] == "0,w1,w1,w1"
+    assert decode_result(orjson.dumps(stored)).frames == [0.0, 11.53, 23.06, 34.59]
+
+
+def test_frame_times_read_back_exactly():
+    times = [0.0, 0.04, 1.0, 1.01, 59.99, 60.0, 3599.97]
+    assert decode_result(encode_result(result_with(None).model_copy(update={"frames": times}))).frames == times
 
 
 def test_a_result_past_5_kb_is_refused():

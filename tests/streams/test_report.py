@@ -37,9 +37,10 @@ def analytics(kind: str, session: int, **data: Any) -> AnalyticsEvent:
     return AnalyticsEvent(type=kind, session=f"{session:020x}", timestamp=T0, data={**defaults.get(kind, {}), **data})
 
 
-def complete(session: int, total: float, tokens: int, model: str = "gpt-4o-mini") -> AnalyticsEvent:
+def complete(session: int, total: float, tokens: int, model: str = "gpt-4o-mini", **usage: Any) -> AnalyticsEvent:
     timings = {"upload_s": total / 4, "queue_s": 0.0, "decode_s": total / 4, "analysis_s": total / 2, "total_s": total}
-    return analytics("analysis_complete", session, status="complete", model=model, tokens=tokens, timings=timings)
+    return analytics("analysis_complete", session, status="complete", model=model, tokens=tokens, timings=timings,
+                     **usage)
 
 
 @pytest.mark.parametrize(
@@ -82,9 +83,29 @@ def test_summary_of_a_known_day() -> None:
     assert perf["durations_s"]["total"] == {"count": 4, "p50": 25.0, "p95": 38.5}
     assert perf["durations_s"]["analysis"]["p50"] == 12.5
     assert cost == {"model_tokens": 4500, "tokens_by_model": {"gpt-4o-mini": 4000, "other-model": 500},
-                    "tokens_per_analysis": 1125.0, "analyses_by_status": {"complete": 4}}
+                    "tokens_per_analysis": 1125.0, "analyses_by_status": {"complete": 4},
+                    "frames_sent": 0, "input_tokens": 0, "image_tokens": 0, "text_tokens": 0, "output_tokens": 0,
+                    "estimated_usd": 0,
+                    "estimated_usd_by_model": {}, "estimated_usd_per_analysis": None, "unpriced_analyses": 4}
     assert (comp["erasures"], comp["results_erased"], comp["ttl_expiries"], comp["failed_cleanups"],
             comp["media_accesses"]) == (1, 1, 2, 1, 1)
+
+
+def test_the_cost_sums_frames_tokens_and_the_estimates_the_results_carry() -> None:
+    events = [
+        complete(0, 10.0, 31_000, model="gpt-5.4-mini-2026-03-17", frames_sent=40, input_tokens=30_000,
+                 image_tokens=28_000, text_tokens=2_000, output_tokens=1_000, cost_usd=0.0270),
+        complete(1, 10.0, 12_000, model="gpt-5.4-mini-2026-03-17", frames_sent=14, input_tokens=11_000,
+                 output_tokens=1_000, cost_usd=0.01275),
+        complete(2, 10.0, 500, model="local-model", frames_sent=2, input_tokens=400, output_tokens=100),
+    ]
+    cost = summarize(events, [], period="daily", start=T0 - timedelta(days=1), end=T0)["cost"]
+    assert (cost["frames_sent"], cost["input_tokens"], cost["output_tokens"]) == (56, 41_400, 2_100)
+    assert (cost["image_tokens"], cost["text_tokens"]) == (28_000, 2_000)
+    assert cost["estimated_usd"] == 0.0398
+    assert cost["estimated_usd_by_model"] == {"gpt-5.4-mini-2026-03-17": 0.0398}
+    assert cost["estimated_usd_per_analysis"] == 0.0199
+    assert cost["unpriced_analyses"] == 1
 
 
 def test_an_empty_period_reports_zeroes_not_errors() -> None:

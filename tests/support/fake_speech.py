@@ -9,8 +9,10 @@ size limit. The audio is really decoded (PyAV), so its duration is what the fake
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Mapping
 
 import av
+import numpy as np
 
 MAX_TRANSCRIPTION_BYTES = 25 * 1024 * 1024
 FORMATS = ("flac", "mp3", "mp4", "mpeg", "mpga", "m4a", "ogg", "wav", "webm")
@@ -49,3 +51,38 @@ def heard_seconds(filename: str | None, data: bytes, model: str) -> float:
                       "for this model", code="invalid_value")
     return last
 
+
+
+def tone_words(words: Mapping[int, str], *, window_s: float = 0.25) -> Callable[[bytes], str]:
+    """A fake ear for ``FakeOpenAI(hears=...)``: each stretch of a pure tone in the upload is heard
+    as the word of its frequency (Hz), so a test can say which words are in which piece of audio."""
+
+    def hear(data: bytes) -> str:
+        samples, rate = _mono(data)
+        size = max(1, round(window_s * rate))
+        heard: list[str] = []
+        previous: str | None = None
+        for start in range(0, len(samples) - size + 1, size):
+            window = samples[start:start + size]
+            word = None
+            if np.sqrt(np.mean(np.square(window))) > 0.02:
+                spectrum = np.abs(np.fft.rfft(window * np.hanning(size)))
+                peak = float(np.fft.rfftfreq(size, 1 / rate)[int(np.argmax(spectrum))])
+                word = next((w for f, w in words.items() if abs(peak - f) <= 0.03 * f), None)
+            if word is not None and word != previous:
+                heard.append(word)
+            previous = word
+        return " ".join(heard)
+
+    return hear
+
+
+def _mono(data: bytes) -> tuple[np.ndarray, int]:
+    rate = 16_000
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    parts: list[np.ndarray] = []
+    with av.open(io.BytesIO(data)) as container:
+        for frame in container.decode(audio=0):
+            parts.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+    parts.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+    return (np.concatenate(parts) if parts else np.zeros(0, np.float32)), rate

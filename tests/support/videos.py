@@ -191,14 +191,22 @@ def make_audio_only(*, container: str = "m4a", duration: float = 2.0) -> bytes:
 
 def make_sine_wav(*, duration: float = 1.0, rate: int = 16_000, frequency: float = 440.0) -> bytes:
     """A mono s16le WAV tone, the shape decode_media promises for audio."""
-    t = np.arange(round(duration * rate)) / rate
-    samples = (np.sin(2 * np.pi * frequency * t) * 12_000).astype("<i2")
+    return make_tones_wav([(0.0, duration, frequency)], duration=duration, rate=rate)
+
+
+def make_tones_wav(tones: list[tuple[float, float, float]], *, duration: float, rate: int = 16_000) -> bytes:
+    """A mono s16le WAV, silent but for each (start s, end s, frequency Hz) tone: narration whose
+    words a fake ear (``fake_speech.tone_words``) can tell apart, placed on the timeline."""
+    samples = np.zeros(round(duration * rate), dtype=np.float64)
+    for start, end, frequency in tones:
+        first, last = round(start * rate), round(end * rate)
+        samples[first:last] = np.sin(2 * np.pi * frequency * np.arange(last - first) / rate) * 12_000
     out = io.BytesIO()
     with wave.open(out, "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)
         wav.setframerate(rate)
-        wav.writeframes(samples.tobytes())
+        wav.writeframes(samples.astype("<i2").tobytes())
     return out.getvalue()
 
 
