@@ -9,6 +9,7 @@ import pytest
 from processors.video import decode_arriving, decode_media
 from tests.support.tour import Tour, make_tour, read_codes
 
+
 @pytest.fixture(scope="module")
 def tour() -> Tour:
     return make_tour(rooms=4, objects_per_room=6, width=640, height=360, fps=15, still_s=6.0, seed=3)
