@@ -161,3 +161,93 @@ class Selection:
     def _judge(self, frame: av.VideoFrame) -> None:
         candidate, shrink = observe(frame, self.timeline, self.limits)
         self._selector.offer(candidate, shrink)
+
+
+DECODE_PARTS = 2
+"""Codec contexts decoding side by side, each every ``DECODE_PARTS``-th candidate: the candidates
+are keyframes (IDR) or decoded forward from one, so no context needs another's pictures."""
+
+
+def decode_parts(limits: DecodeLimits) -> int:
+    return DECODE_PARTS if limits.threads > 1 else 1
+
+
+class InTurn:
+    """Candidates found by several decode threads, handed to one ``Selection`` in time order.
+
+    Candidate ``index`` belongs to part ``index % parts``; each part offers its candidates in order
+    (``None`` when a target gave no frame) and waits for its turn, so at most one decoded frame per
+    part waits here. A frame less than ``after`` (in stream time base) later than the last one handed
+    on is dropped: two parts landing on the same frame when keyframes are rare, or a stand-in near the
+    end too close to the other part's last candidate. ``fail`` releases every waiting part.
+    """
+
+    def __init__(self, selection: Selection, count: int, parts: int) -> None:
+        self.selection = selection
+        self._count = count
+        self._parts = parts
+        self._turn = 0
+        self._ended: set[int] = set()
+        self._failed = False
+        self._last_pts: int | None = None
+        self._changed = threading.Condition()
+
+    def offer(self, index: int, frame: av.VideoFrame | None, after: int = 1) -> bool:
+        """Hand ``frame`` on at candidate ``index``'s turn; False when another part failed."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._failed or self._turn >= index)
+            if self._failed:
+                return False
+            if frame is not None and frame.pts is not None and (
+                self._last_pts is None or frame.pts >= self._last_pts + after
+            ):
+                self.selection.add(frame)
+                self._last_pts = frame.pts
+            self._turn = max(self._turn, index + 1)
+            self._skip_ended()
+            self._changed.notify_all()
+            return True
+
+    def end(self, part: int) -> None:
+        """``part`` offers nothing more (the video ended for it, or it failed)."""
+        with self._changed:
+            self._ended.add(part)
+            self._skip_ended()
+            self._changed.notify_all()
+
+    def fail(self) -> None:
+        with self._changed:
+            self._failed = True
+            self._changed.notify_all()
+
+    def _skip_ended(self) -> None:
+        while self._turn < self._count and self._turn % self._parts in self._ended:
+            self._turn += 1
+
+
+def in_parts(work: Callable[[int], T], gate: InTurn, parts: int) -> list[T]:
+    """``work(part)`` for every part, part 0 on this thread and the others beside it; the first error
+    stops every part (``InTurn.fail``) and is raised once all have returned."""
+    if parts <= 1:
+        try:
+            return [work(0)]
+        finally:
+            gate.end(0)
+
+    def run(part: int) -> T:
+        try:
+            return work(part)
+        except BaseException:
+            gate.fail()
+            raise
+        finally:
+            gate.end(part)
+
+    with ThreadPoolExecutor(max_workers=parts - 1, thread_name_prefix="dodolens-decode") as pool:
+        others = [pool.submit(run, part) for part in range(1, parts)]
+        try:
+            first = run(0)
+        finally:
+            for future in others:
+                future.exception()
+    return [first, *(future.result() for future in others)]
