@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import BinaryIO
 
 import av
@@ -39,7 +39,7 @@ from processors.video.container import (
 from processors.video.media import DecodedMedia, DecodeError, DecodeLimits
 from processors.video.select import CANDIDATE_SPACING_S
 from processors.video.sniff import looks_like_container, peek
-from processors.video.threads import AudioPass, InTurn, Selection, SharedWindow, decode_parts, in_parts
+from processors.video.threads import AudioPass, Selection, SharedWindow
 from schemas.errors import ErrorCode
 
 SEEK_ATTEMPTS = 6
@@ -63,73 +63,49 @@ def decode_media(source: BinaryIO, limits: DecodeLimits = DecodeLimits()) -> Dec
 
 
 def _decode(source: BinaryIO, head: bytes, limits: DecodeLimits) -> DecodedMedia:
-    """The video on this thread (and ``decode_parts`` - 1 more), the audio on another (``AudioPass``), each
-    through its own container; one after the other when ``limits.threads`` is 1."""
+    """The video on this thread, the audio on another (``AudioPass``), each through its own container;
+    one after the other when ``limits.threads`` is 1."""
     lock = threading.Lock()
-
-    def opened() -> av.container.InputContainer:
-        return open_container(SharedWindow(source, lock), head, limits)
-
     if limits.threads <= 1:
-        media = _decode_video(opened, head, limits)
+        with open_container(SharedWindow(source, lock), head, limits) as container:
+            media = _decode_video(container, head, limits)
         media.audio_wav = audio_only(SharedWindow(source, lock), head, limits, threading.Event())
         return media
     audio = AudioPass(lambda stop: audio_only(SharedWindow(source, lock), head, limits, stop))
     try:
-        media = _decode_video(opened, head, limits)
+        with open_container(SharedWindow(source, lock), head, limits) as container:
+            media = _decode_video(container, head, limits)
         media.audio_wav = audio.result()
         return media
     finally:
         audio.cancel()
 
 
-def _decode_video(
-    opened: Callable[[], av.container.InputContainer], head: bytes, limits: DecodeLimits
-) -> DecodedMedia:
+def _decode_video(container: av.container.InputContainer, head: bytes, limits: DecodeLimits) -> DecodedMedia:
     """Everything but the audio: checks, duration, candidates, selection, JPEG frames."""
-    with opened() as container:
-        video = video_stream(container, limits)
-        declared = declared_duration(container, video)
-        if declared is not None and declared > limits.max_duration_s:
-            raise too_long(declared, limits)
-        discard_all_but(container, video)
-        duration = declared if declared is not None else measure(container, video, limits)
-        if not duration or duration <= 0:
-            raise DecodeError(ErrorCode.DECODE_FAILED, "the video stream holds no decodable frames")
-        spacing = _spacing(video)
-        count = max(1, math.ceil(duration / spacing - 1e-6))
-        parts = decode_parts(limits) if count > 1 else 1
-        with Selection(limits, timeline(container, video)) as selection:
-            gate = InTurn(selection, count, parts)
-
-            def part(index: int) -> float:
-                if index == 0:
-                    return _collect(container, video, duration, spacing, gate, index, parts, declared is not None)
-                with opened() as other:
-                    stream = video_stream(other, limits)
-                    discard_all_but(other, stream)
-                    return _collect(other, stream, duration, spacing, gate, index, parts, declared is not None)
-
-            video_end = max(in_parts(part, gate, parts))
-            if not selection.count:
-                if looks_like_container(head):
-                    raise DecodeError(
-                        ErrorCode.TRUNCATED_VIDEO, "no frame could be decoded: the file looks cut off or damaged"
-                    )
-                raise DecodeError(ErrorCode.DECODE_FAILED, "no frame of the video could be decoded")
-            if declared is not None and declared - video_end > max(2.0, TRUNCATION_SLACK * declared):
+    video = video_stream(container, limits)
+    declared = declared_duration(container, video)
+    if declared is not None and declared > limits.max_duration_s:
+        raise too_long(declared, limits)
+    discard_all_but(container, video)
+    duration = declared if declared is not None else measure(container, video, limits)
+    if not duration or duration <= 0:
+        raise DecodeError(ErrorCode.DECODE_FAILED, "the video stream holds no decodable frames")
+    with Selection(limits, timeline(container, video)) as selection:
+        video_end = _collect(container, video, duration, CANDIDATE_SPACING_S, selection, at_start=declared is not None)
+        if not selection.count:
+            if looks_like_container(head):
                 raise DecodeError(
-                    ErrorCode.TRUNCATED_VIDEO,
-                    f"the video declares {declared:.1f} s but its frames stop at {video_end:.1f} s:"
-                    " the file looks cut off or damaged",
+                    ErrorCode.TRUNCATED_VIDEO, "no frame could be decoded: the file looks cut off or damaged"
                 )
-            return describe(container, video, head, duration, selection)
-
-
-def _spacing(video: av.video.stream.VideoStream) -> float:
-    """``CANDIDATE_SPACING_S``, a frame at least."""
-    rate = video.average_rate or video.guessed_rate
-    return max(CANDIDATE_SPACING_S, float(1 / rate) if rate else 0.0)
+            raise DecodeError(ErrorCode.DECODE_FAILED, "no frame of the video could be decoded")
+        if declared is not None and declared - video_end > max(2.0, TRUNCATION_SLACK * declared):
+            raise DecodeError(
+                ErrorCode.TRUNCATED_VIDEO,
+                f"the video declares {declared:.1f} s but its frames stop at {video_end:.1f} s:"
+                " the file looks cut off or damaged",
+            )
+        return describe(container, video, head, duration, selection)
 
 
 def _collect(
@@ -137,13 +113,11 @@ def _collect(
     video: av.video.stream.VideoStream,
     duration: float,
     spacing: float,
-    gate: InTurn,
-    part: int,
-    parts: int,
+    selection: Selection,
     at_start: bool,
 ) -> float:
-    """Every ``parts``-th candidate from the ``part``-th, ``spacing`` apart, handed to ``gate``; returns how
-    far into the video frames were found.
+    """Candidates ``spacing`` apart (a frame apart at least), handed to ``selection``; returns how far into the
+    video frames were found.
 
     For each target time: seek to the keyframe at or before it and take the first frame if it is
     within half a spacing (and half a frame, for rounded timestamps) of the target; otherwise
@@ -159,16 +133,16 @@ def _collect(
     start = video.start_time or 0
     rate = video.average_rate or video.guessed_rate
     frame_s = float(1 / rate) if rate else 0.0
-    limits = gate.selection.limits
+    limits = selection.limits
+    spacing = max(spacing, frame_s)
     count = max(1, math.ceil(duration / spacing - 1e-6))
-    stand_in = max(1, math.ceil((spacing - frame_s / 2 - 1e-6) / float(base)))
     frames: Iterator[av.VideoFrame] | None = _frames(container, video) if at_start else None
     position: float | None = None
     reach = 0.0
     last_pts: int | None = None
     last_t = -math.inf
     video_end = 0.0
-    for index in range(part, count, parts):
+    for index in range(count):
         target, earliest = (index + 0.5) * spacing, index * spacing - frame_s / 2 - 1e-6
         landed = True
         found: av.VideoFrame | None = None
@@ -198,11 +172,9 @@ def _collect(
                     break
         except av.error.FFmpegError:
             frames, ended = None, False
-        offered = gate.offer(index, found) if found is not None else gate.offer(index, behind, after=stand_in)
         found = found or behind
-        if not offered:
-            break
         if found is not None:
+            selection.add(found)
             last_pts, last_t = found.pts, float((found.pts - start) * base)
         if ended:
             break

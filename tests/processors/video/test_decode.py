@@ -23,7 +23,6 @@ from PIL import Image
 from processors.video import DecodedMedia, DecodeError, DecodeLimits, decode_media
 from processors.video.frames import Shot, Timeline, finish, observe
 from processors.video.select import CANDIDATE_SPACING_S
-from processors.video.threads import DECODE_PARTS
 from schemas.errors import ErrorCode
 from tests.support.videos import corrupt, make_audio_only, make_phone_clip, make_video, truncate
 
@@ -258,12 +257,12 @@ def decode_threads() -> set[str]:
     return {t.name for t in threading.enumerate() if t.name.startswith("dodolens-")}
 
 
-def test_audio_and_each_video_part_are_read_on_their_own_threads_but_never_at_the_same_time() -> None:
+def test_audio_and_video_are_read_on_two_threads_but_never_at_the_same_time() -> None:
     data = clip()
     source = WatchedSource(data)
     media = decode_media(source)
     assert source.overlaps == 0
-    assert len(source.threads) == 1 + DECODE_PARTS
+    assert len(source.threads) == 2
     assert media.audio_wav == decode(data).audio_wav
     assert [f.jpeg for f in media.frames] == [f.jpeg for f in decode(data).frames]
 
