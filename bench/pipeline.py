@@ -206,9 +206,9 @@ def latency_and_progressive(reference: bytes) -> tuple[Goal, Goal]:
             "Matroska is the WebM container (same demuxer), stream-copied with H.264 + AAC: encoding 60 s of 1080p "
             "VP9 for a true WebM would take minutes here",
             "how: a follow job starts with the upload, decodes the container front to back as chunks arrive "
-            "(keyframes only, one candidate per slot of the timeline, audio resampled on the way), selects and "
-            "encodes the frames once the last chunk is read, and delivers them once complete has checked the chunk "
-            "count and the SHA-256 (processors/video/progressive.py)",
+            "(a candidate about every second, frames between keyframes decoded where keyframes are further apart, "
+            "each judged as it comes; audio resampled on the way), encodes each frame it keeps at once, and "
+            "delivers them once complete has checked the chunk count and the SHA-256 (processors/video/progressive.py)",
             "fragmented MP4 at full loopback speed (the 92 MB arrive in well under a second, faster than the decode "
             f"reads them): {', '.join(f'{v:.3f}' for v in flat_s)} s",
             f"moov-at-end MP4 at {mbps:g} Mb/s in plain order, which cannot be decoded before its index arrives with "

@@ -34,7 +34,17 @@ def seek_position(position: int, offset: int, whence: int, size: Callable[[], in
     return target
 
 
-class ChunkReader(io.RawIOBase):
+class Seekable:
+    """What PyAV asks of a random-access source before it reads: readable and seekable."""
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+
+class ChunkReader(Seekable, io.RawIOBase):
     """Random access over ``size`` bytes split into ``chunk_size`` chunks (the last one may be shorter)."""
 
     def __init__(self, size: int, chunk_size: int, fetch: Callable[[int], bytes | bytearray], cache_chunks: int = 4,
@@ -52,12 +62,6 @@ class ChunkReader(io.RawIOBase):
         self._on_chunk = on_chunk
         self._cache: OrderedDict[int, bytearray] = OrderedDict()
         self._position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
 
     def tell(self) -> int:
         self._check_open()

@@ -19,7 +19,7 @@ import av
 
 from processors.video.frames import Shot, Timeline, finish, observe
 from processors.video.media import DecodeLimits, Frame
-from processors.video.media_reader import seek_position
+from processors.video.media_reader import Seekable, seek_position
 from processors.video.select import CoverageSelector
 from streams.threads import Beside, pool
 
@@ -27,7 +27,7 @@ FINISH_THREADS = 2
 """Threads that JPEG-encode the chosen frames."""
 
 
-class SharedWindow:
+class SharedWindow(Seekable):
     """A read position of its own over a source shared with another reader.
 
     Two containers (video seeks, audio pass) read the same seekable source from two threads; each
@@ -39,12 +39,6 @@ class SharedWindow:
         self._source = source
         self._lock = lock
         self._position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
 
     def tell(self) -> int:
         return self._position

@@ -92,8 +92,7 @@ def _decode_video(container: av.container.InputContainer, head: bytes, limits: D
     if not duration or duration <= 0:
         raise DecodeError(ErrorCode.DECODE_FAILED, "the video stream holds no decodable frames")
     with Selection(limits, timeline(container, video)) as selection:
-        count = math.ceil(duration / CANDIDATE_SPACING_S)
-        video_end = _collect(container, video, duration, count, selection, at_start=declared is not None)
+        video_end = _collect(container, video, duration, CANDIDATE_SPACING_S, selection, at_start=declared is not None)
         if not selection.count:
             if looks_like_container(head):
                 raise DecodeError(
@@ -113,18 +112,19 @@ def _collect(
     container: av.container.InputContainer,
     video: av.video.stream.VideoStream,
     duration: float,
-    count: int,
+    spacing: float,
     selection: Selection,
     at_start: bool,
 ) -> float:
-    """Candidates near ``count`` evenly spaced times, handed to ``selection``; returns how far into the
+    """Candidates ``spacing`` apart (a frame apart at least), handed to ``selection``; returns how far into the
     video frames were found.
 
     For each target time: seek to the keyframe at or before it and take the first frame if it is
     within half a spacing (and half a frame, for rounded timestamps) of the target; otherwise
     (keyframes rarer than targets) decode forward to it. When keyframes proved rarer than the gap to the next target, keep decoding forward instead
     of seeking back to a keyframe already passed. A frame is never taken twice (strictly increasing
-    pts), the last frames before EOF stand in for targets the video does not reach, and frames
+    pts), the last frames before EOF stand in for targets the video does not reach if a spacing
+    after the last candidate (as the front-to-back decode would take them), and frames
     stamped outside the video's duration (damaged timestamps) are passed over. Each frame found is
     judged on a worker thread while the next one is sought and decoded. ``at_start``: nothing was read
     yet, so the first target is decoded from the start (an MPEG-TS seek to 0 lands on the second keyframe).
@@ -134,13 +134,13 @@ def _collect(
     rate = video.average_rate or video.guessed_rate
     frame_s = float(1 / rate) if rate else 0.0
     limits = selection.limits
-    if frame_s:
-        count = max(1, min(count, round(duration / frame_s)))
-    spacing = duration / count
+    spacing = max(spacing, frame_s)
+    count = max(1, math.ceil(duration / spacing - 1e-6))
     frames: Iterator[av.VideoFrame] | None = _frames(container, video) if at_start else None
     position: float | None = None
     reach = 0.0
     last_pts: int | None = None
+    last_t = -math.inf
     video_end = 0.0
     for index in range(count):
         target, earliest = (index + 0.5) * spacing, index * spacing - frame_s / 2 - 1e-6
@@ -165,7 +165,8 @@ def _collect(
                         if t >= earliest:
                             found, ended = frame, False
                             break
-                        behind = frame
+                        if t >= last_t + spacing - frame_s / 2 - 1e-6:
+                            behind = frame
                 if decoded >= MAX_FRAMES_PER_TARGET:
                     ended = False
                     break
@@ -174,7 +175,7 @@ def _collect(
         found = found or behind
         if found is not None:
             selection.add(found)
-            last_pts = found.pts
+            last_pts, last_t = found.pts, float((found.pts - start) * base)
         if ended:
             break
     return video_end

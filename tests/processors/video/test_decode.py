@@ -496,3 +496,9 @@ def test_an_anamorphic_video_is_shown_as_wide_as_its_pixel_aspect_ratio_says() -
 def test_frame_times_are_on_the_audio_s_timeline_when_the_video_starts_late() -> None:
     media = decode(clip(duration=3.0, video_delay=0.6, fps=10))
     assert media.frames[0].timestamp == pytest.approx(0.6, abs=0.01)
+
+
+def test_an_8k_hevc_video_as_samsung_phones_record_it_is_decoded_and_shrunk() -> None:
+    media = decode(clip(container="mp4", codec="hevc", width=7680, height=4320, fps=1, duration=2.0, audio=None, gop=1))
+    assert (media.width, media.height, media.video_codec) == (7680, 4320, "hevc")
+    assert media.frames and {(f.width, f.height) for f in media.frames} == {(1024, 576)}
