@@ -253,6 +253,9 @@ async def receive(request: Request, upload: TusUpload) -> tuple[int, float]:
         verified = checksum is None or (not overflow and not disconnected and digest.digest() == checksum[1])
         if checksum is not None and verified:
             await announce(request, sid, count, await writer.promote())
+    except ChunkMissing:
+        await writer.discard()  # saving would bring keys of an erased session back
+        raise ApiError(410, "upload_gone", "the upload was terminated or expired while its body arrived") from None
     except BaseException:
         await (writer.discard() if checksum else writer.save())
         raise
