@@ -173,14 +173,12 @@ def requested_session(request: Request) -> str | None:
 
 def authorized_session(request: Request) -> str:
     """The session of the upload URL: its capability, or the bare session id with its token."""
-    raw = request.path_params["upload"]
-    sid = session_of_upload(_cfg(request).stream.keyring, raw)
-    if sid is not None:
-        return sid
-    if not valid_session_id(raw):
+    sid = requested_session(request)
+    if sid is None:
         raise ApiError(404, "unknown_upload", "no such upload")
-    authorize(request, raw)
-    return raw
+    if sid == request.path_params["upload"]:
+        authorize(request, sid)
+    return sid
 
 
 def created_headers(request: Request, sid: str, token: str) -> dict[str, str]:
