@@ -76,19 +76,19 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
         console.print(f"DodoLens gateway on {runtime.url} (redis {'embedded' if runtime.embedded else 'external'})")
     if workers:
         console.print("DodoLens workers running (decoders, analyzers)")
-    found = None
+    announced = None
     if args.command == "up":
         assert runtime.stream is not None
-        found = announce(runtime.redis_url, cluster=settings.redis_cluster, results_db=settings.results_db,
+        announced = announce(runtime.redis_url, cluster=settings.redis_cluster, results_db=settings.results_db,
                          master_secret=None if settings.master_secret else runtime.stream.keyring.master)
-        console.print(f"dodolens lag / report / replay / erase find this Redis by themselves ({found}); "
+        console.print(f"dodolens lag / report / replay / erase find this Redis by themselves ({announced}); "
                       f"or, in any shell: export REDIS_URL={runtime.redis_url}", soft_wrap=True)
     try:
         waiter = asyncio.create_task(runtime.wait())
         await asyncio.wait({waiter, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        if found is not None:
-            withdraw(found)
+        if announced is not None:
+            withdraw(announced)
         await runtime.stop()
     return 0
 
