@@ -225,6 +225,30 @@ async def test_a_checksum_mismatch_stores_nothing(gateway: Runtime, http: httpx.
     assert not await gateway.redis.exists(keys.tus_staged(sid))  # type: ignore[union-attr]
 
 
+async def test_a_slow_checksummed_patch_keeps_the_chunks_before_it_alive(settings: Settings) -> None:
+    data = os.urandom(1_000_000)
+    rt = await Runtime(settings.with_overrides(chunk_ttl_s=3), workers=False).start()
+    try:
+        async with httpx.AsyncClient(base_url=rt.url, timeout=30) as http:
+            created = await http.post("/files/", headers={**TUS, "Upload-Length": str(len(data)),
+                                                          "Content-Type": "application/offset+octet-stream"},
+                                      content=data[:300_000])  # chunk 0 stored, the rest of it a tail
+
+            async def slowly() -> AsyncIterator[bytes]:
+                for start in range(300_000, len(data), 50_000):
+                    await asyncio.sleep(0.25)
+                    yield data[start : start + 50_000]
+
+            sha1 = base64.b64encode(hashlib.sha1(data[300_000:]).digest()).decode()
+            sent = await http.patch(created.headers["Location"], content=slowly(), headers={
+                **TUS, "Upload-Offset": "300000", "Content-Type": "application/offset+octet-stream",
+                "Upload-Checksum": f"sha1 {sha1}"})  # 3.5 s: longer than the chunks' TTL
+            assert sent.status_code == 204, sent.text
+        assert await stored_bytes(rt, created.headers["Upload-Session-Id"]) == data
+    finally:
+        await rt.stop()
+
+
 @pytest.mark.parametrize("checksum", [False, True])
 async def test_terminating_an_upload_while_its_body_arrives_leaves_no_key(gateway: Runtime, http: httpx.AsyncClient,
                                                                           checksum: bool) -> None:
