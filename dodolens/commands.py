@@ -13,7 +13,7 @@ import sys
 import orjson
 from rich.console import Console
 
-from dodolens.client import analyze_bytes
+from dodolens.inprocess import analyze_in_process
 from dodolens.local import announce, with_local_up, withdraw
 from dodolens.runner import Runtime
 from dodolens.settings import Settings, SettingsError
@@ -46,10 +46,11 @@ async def analyze(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def analyze_video(args: argparse.Namespace, settings: Settings, data: bytes | mmap.mmap, content_type: str) -> int:
-    """Run the pipeline in-process on ``data`` (a file is memory-mapped, never read whole)."""
-    async with Runtime(settings) as runtime:
-        outcome = await analyze_bytes(runtime.url, data, content_type=content_type,
-                                      on_event=None if args.json else print_event)
+    """Run the pipeline in-process on ``data`` (a file is memory-mapped, never read whole); no gateway."""
+    async with Runtime(settings, gateway=False) as runtime:
+        assert runtime.redis is not None and runtime.stream is not None
+        outcome = await analyze_in_process(runtime.redis, settings.gateway_config(runtime.stream), data,
+                                           content_type=content_type, on_event=None if args.json else print_event)
     if args.json:
         sys.stdout.write(orjson.dumps({"session_id": outcome.session_id, "events": [e["type"] for e in outcome.events],
                                        "result": outcome.result, "error": outcome.error}, option=orjson.OPT_INDENT_2).decode() + "\n")

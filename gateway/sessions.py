@@ -13,13 +13,12 @@ from starlette.routing import Route
 from gateway.auth import check_token, valid_session_id
 from gateway.config import GatewayConfig
 from gateway.errors import ApiError
-from gateway.lifecycle import UPLOADABLE, begin_upload, complete_upload, erase_upload
+from gateway.lifecycle import UPLOADABLE, begin_upload, check_size, complete_upload, erase_upload, store_chunk
 from schemas.api import Accepted, ChunkStored, Complete, CreateSession, SessionCreated, SessionStatus
 from schemas.result import decode_result
-from streams.chunks import KIND, SealedBuffers, append_sealed
+from streams.chunks import KIND, SealedBuffers
 from streams.connection import Redis
 from streams.crypto import sealed_size
-from streams.events import fan_out
 from streams.sessions import (
     State,
     active_sessions,
@@ -94,8 +93,7 @@ async def session_meta(request: Request, sid: str, *fields: str) -> dict[str, st
 async def create(request: Request) -> Response:
     cfg, r = _cfg(request), _redis(request)
     body = await read_json(request, CreateSession)
-    if body.size > cfg.stream.max_size:
-        raise ApiError(413, "video_too_large", f"videos are limited to {cfg.stream.max_size} bytes")
+    check_size(cfg, body.size)
     if await active_sessions(r, cfg.stream) >= cfg.max_sessions:
         raise ApiError(429, "too_many_sessions", "the service is busy; retry later",
                        headers={"Retry-After": str(cfg.retry_after_s)})
@@ -142,12 +140,11 @@ async def put_chunk(request: Request) -> Response:
         if not got:
             raise ApiError(400, "empty_chunk", "the chunk body is empty")
         raise ApiError(400, "bad_chunk_length", f"chunk {index} must be {want} bytes, got {got}")
-    received, event = await append_sealed(r, cfg.stream, sid, index, want, epoch, sealing.finish(), mark_uploading=True,
-                                          announce=count)
-    buffers.give(buffer)
-    if event is not None:
-        await fan_out(r, cfg.stream, event)
-    return json_response(ChunkStored(session_id=sid, index=index, stored=received is not None))
+    try:
+        stored = await store_chunk(r, cfg, sid, index, want, epoch, sealing.finish(), count)
+    finally:
+        buffers.give(buffer)
+    return json_response(ChunkStored(session_id=sid, index=index, stored=stored))
 
 
 async def complete(request: Request) -> Response:
