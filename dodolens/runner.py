@@ -71,14 +71,17 @@ async def _run_groups(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sink
         run_group(r, cfg.stream, stream=keys.FOLLOW, group=keys.FOLLOWERS, concurrency=cfg.follow_concurrency,
                   handler=lambda job: follow_job(r, blocking, cfg, job), **common),
     ] if cfg.follow_concurrency > 0 else []
-    await asyncio.gather(
+    groups = [
         run_group(r, cfg.stream, stream=keys.JOBS, group=keys.DECODERS, concurrency=cfg.decode_concurrency,
                   handler=lambda job: decode_job(r, blocking, cfg, job), **common),
         *followers,
         run_group(r, cfg.stream, stream=keys.ANALYZE, group=keys.ANALYZERS, concurrency=cfg.analyze_concurrency,
                   handler=lambda job: analyze_job(r, cfg, sink, job, model), **common),
         run_sweeper(r, cfg.stream, cfg.sweep_interval_s, stop),
-    )
+    ]
+    async with asyncio.TaskGroup() as running:  # unlike gather, a stop waits until every group has wound down
+        for group in groups:
+            running.create_task(group)
 
 
 def check_can_listen(host: str, port: int) -> None:
