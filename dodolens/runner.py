@@ -9,10 +9,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import uvicorn
-
 from dodolens.settings import Settings
-from gateway.app import create_app
 from processors.analysis import analyze_job
 from processors.analyzer import model_client
 from processors.config import WorkerConfig
@@ -35,6 +32,7 @@ from streams.events import EventHook, add_event_hook, remove_event_hook
 
 if TYPE_CHECKING:
     import openai
+    import uvicorn
 
 log = logging.getLogger("dodolens")
 
@@ -139,6 +137,10 @@ class Runtime:
             self.tasks.append(asyncio.create_task(run_workers(self.redis, self.blocking, s.worker_config(self.stream), self.sink,
                                                               self.stop_event)))
         if self.gateway:
+            import uvicorn  # here: the in-process ``analyze`` runs no gateway
+
+            from gateway.app import create_app
+
             self.port = self.port or free_port()
             gateway_config = s.gateway_config(self.stream)
             app = create_app(self.redis, gateway_config, self.sink)

@@ -18,11 +18,6 @@ from contextlib import closing
 from datetime import datetime, timezone
 from typing import Protocol, TypeVar
 
-import requests
-from pyairtable import Api, retry_strategy
-from pyairtable.exceptions import PyAirtableError
-from pyairtable.formulas import match
-
 from schemas.result import MAX_RESULT_BYTES
 
 T = TypeVar("T")
@@ -155,6 +150,8 @@ class AirtableSink:
         backoff_s: float = 0.5,
         retry_after_max_s: int = 30,
     ) -> None:
+        from pyairtable import Api, retry_strategy  # here, not at import: SQLite is the default sink
+
         retry = retry_strategy(
             status_forcelist=AIRTABLE_RETRY_STATUSES,
             total=retries,
@@ -175,12 +172,16 @@ class AirtableSink:
         await self._run(lambda: self._table.batch_upsert([{"fields": fields}], key_fields=[SESSION_FIELD]))
 
     async def get(self, session_id: str) -> bytes | None:
+        from pyairtable.formulas import match
+
         record = await self._run(lambda: self._table.first(formula=match({SESSION_FIELD: session_id})))
         text = None if record is None else record["fields"].get(RESULT_FIELD)
         return None if text is None else str(text).encode("utf-8")
 
     async def delete(self, session_id: str) -> bool:
         """Deletes every record of the session (erasure must not leave a stray duplicate)."""
+
+        from pyairtable.formulas import match
 
         def erase() -> bool:
             records = self._table.all(formula=match({SESSION_FIELD: session_id}), fields=[SESSION_FIELD])
@@ -194,6 +195,9 @@ class AirtableSink:
         await asyncio.to_thread(self._api.session.close)
 
     async def _run(self, call: Callable[[], T]) -> T:
+        import requests
+        from pyairtable.exceptions import PyAirtableError
+
         try:
             return await asyncio.to_thread(call)
         except requests.HTTPError as exc:
