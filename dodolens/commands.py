@@ -13,11 +13,10 @@ import sys
 import orjson
 from rich.console import Console
 
-from dodolens.inprocess import analyze_in_process
 from dodolens.local import announce, with_local_up, withdraw
-from dodolens.runner import Runtime
 from dodolens.settings import Settings, SettingsError
 from dodolens.show import console, inventory_table, print_event
+from streams.embedded import EmbeddedRedis
 
 
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
@@ -46,11 +45,21 @@ async def analyze(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def analyze_video(args: argparse.Namespace, settings: Settings, data: bytes | mmap.mmap, content_type: str) -> int:
-    """Run the pipeline in-process on ``data`` (a file is memory-mapped, never read whole); no gateway."""
-    async with Runtime(settings, gateway=False) as runtime:
-        assert runtime.redis is not None and runtime.stream is not None
-        outcome = await analyze_in_process(runtime.redis, settings.gateway_config(runtime.stream), data,
-                                           content_type=content_type, on_event=None if args.json else print_event)
+    """Run the pipeline in-process on ``data`` (a file is memory-mapped, never read whole); no gateway.
+
+    The embedded Redis is launched first and comes up while the pipeline's modules are imported."""
+    embedded = None if settings.redis_url else EmbeddedRedis().launch()
+    try:
+        from dodolens.inprocess import analyze_in_process
+        from dodolens.runner import Runtime
+
+        async with Runtime(settings, gateway=False, embedded=embedded) as runtime:
+            assert runtime.redis is not None and runtime.stream is not None
+            outcome = await analyze_in_process(runtime.redis, settings.gateway_config(runtime.stream), data,
+                                               content_type=content_type, on_event=None if args.json else print_event)
+    finally:
+        if embedded is not None:
+            embedded.stop()
     if args.json:
         sys.stdout.write(orjson.dumps({"session_id": outcome.session_id, "events": [e["type"] for e in outcome.events],
                                        "result": outcome.result, "error": outcome.error}, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -63,6 +72,8 @@ async def analyze_video(args: argparse.Namespace, settings: Settings, data: byte
 
 
 async def serve(args: argparse.Namespace, settings: Settings) -> int:
+    from dodolens.runner import Runtime
+
     gateway, workers = args.command != "worker", args.command != "gateway"
     if not settings.master_secret and settings.redis_url and not (gateway and workers):
         raise SettingsError("separate gateway and worker processes must share DODOLENS_MASTER_SECRET")

@@ -94,7 +94,9 @@ def check_can_listen(host: str, port: int) -> None:
 
 @dataclass
 class Runtime:
-    """What one ``dodolens`` process runs; ``url`` is the gateway's address once started."""
+    """What one ``dodolens`` process runs; ``url`` is the gateway's address once started.
+
+    ``embedded``, when given, is a Redis already launched for it (used when ``REDIS_URL`` is unset)."""
 
     settings: Settings
     gateway: bool = True
@@ -123,7 +125,7 @@ class Runtime:
         if s.redis_url:
             self.redis_url = s.redis_url
         else:
-            self.embedded = await asyncio.to_thread(EmbeddedRedis().start)
+            self.embedded = await asyncio.to_thread((self.embedded or EmbeddedRedis()).start)
             self.redis_url = self.embedded.url
         self.redis = connect(self.redis_url, cluster=s.redis_cluster)
         await ensure_ephemeral(self.redis, allow_persistent=s.allow_persistent_redis)
