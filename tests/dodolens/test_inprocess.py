@@ -1,16 +1,12 @@
-"""``dodolens analyze``'s own upload: chunks appended into Redis in-process, no gateway, same session story."""
+"""``dodolens analyze``'s own upload: chunks appended into Redis in-process, no HTTP, same session story."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import replace
-
-import pytest
 
 from dodolens.inprocess import analyze_in_process
 from dodolens.runner import Runtime
-from dodolens.settings import Settings
 from streams import keys
 from streams.connection import Redis
 from tests.support.videos import make_video
@@ -19,21 +15,12 @@ ORDER = ["session_created", "chunk_received", "upload_complete", "processing_sta
          "analysis_complete"]
 
 
-@pytest.fixture
-async def workers(settings: Settings) -> AsyncIterator[Runtime]:
-    rt = await Runtime(settings, gateway=False).start()
-    try:
-        yield rt
-    finally:
-        await rt.stop()
-
-
-async def test_a_video_appended_in_process_is_decoded_as_an_uploaded_one(workers: Runtime, redis: Redis) -> None:
-    assert workers.redis is not None and workers.stream is not None and workers.server is None
+async def test_a_video_appended_in_process_is_decoded_as_an_uploaded_one(runtime: Runtime, redis: Redis) -> None:
+    assert runtime.redis is not None and runtime.stream is not None
     video = make_video(duration=6.0, width=640, height=360)
-    cfg = workers.settings.gateway_config(workers.stream)
+    cfg = runtime.settings.gateway_config(runtime.stream)
     seen: list[str] = []
-    outcome = await asyncio.wait_for(analyze_in_process(workers.redis, cfg, video, content_type="video/mp4",
+    outcome = await asyncio.wait_for(analyze_in_process(runtime.redis, cfg, video, content_type="video/mp4",
                                                         on_event=lambda e: seen.append(e["type"])), 60)
     types = [e["type"] for e in outcome.events]
     assert outcome.error is None and types == seen
@@ -48,9 +35,9 @@ async def test_a_video_appended_in_process_is_decoded_as_an_uploaded_one(workers
     assert await redis.hget(keys.meta(outcome.session_id), "state") == b"done"
 
 
-async def test_a_video_over_the_size_limit_is_refused_before_a_session_exists(workers: Runtime, redis: Redis) -> None:
-    assert workers.redis is not None and workers.stream is not None
-    cfg = workers.settings.gateway_config(replace(workers.stream, max_size=1000))
-    outcome = await analyze_in_process(workers.redis, cfg, b"\0" * 1001, content_type="video/mp4")
+async def test_a_video_over_the_size_limit_is_refused_before_a_session_exists(runtime: Runtime, redis: Redis) -> None:
+    assert runtime.redis is not None and runtime.stream is not None
+    cfg = runtime.settings.gateway_config(replace(runtime.stream, max_size=1000))
+    outcome = await analyze_in_process(runtime.redis, cfg, b"\0" * 1001, content_type="video/mp4")
     assert outcome.error is not None and outcome.error["code"] == "video_too_large"
     assert outcome.session_id == "" and not [k async for k in redis.scan_iter(match="dodo:{*}:*")]
