@@ -19,7 +19,7 @@ from gateway.config import GatewayConfig
 from gateway.errors import ApiError
 from gateway.lifecycle import begin_upload, check_size, complete_upload, store_chunk
 from processors.sniff import HEAD_BYTES, leading_chunks
-from streams.chunks import KIND
+from streams.chunks import KIND, ChunkMissing
 from streams.connection import Redis
 from streams.events import session_tail
 from streams.sessions import expected_chunks, get_meta
@@ -39,13 +39,17 @@ async def analyze_in_process(r: Redis, cfg: GatewayConfig, data: bytes | mmap.mm
     follower = asyncio.create_task(_follow(r, sid, outcome, on_event))
     try:
         try:
-            await _append_all(r, cfg, sid, memoryview(data), parallel)
+            with memoryview(data) as view:
+                await _append_all(r, cfg, sid, view, parallel)
             meta = await get_meta(r, sid)
             if meta is None:
-                raise ApiError(404, "unknown_session", "the session is gone (expired or erased)")
+                raise ChunkMissing("the session is gone (expired or erased)")
             await complete_upload(r, cfg, sid, meta, chunks=expected_chunks(len(data), cfg.stream.chunk_size))
         except ApiError as exc:
             outcome.error = _error_of(exc)
+            return outcome
+        except ChunkMissing as exc:  # erased or expired meanwhile: what the chunk API answers with a 410
+            outcome.error = {"code": "session_gone", "message": str(exc)}
             return outcome
         await asyncio.wait_for(asyncio.shield(follower), timeout_s)
     finally:
