@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
+import gc
 import logging
 import sys
 from collections.abc import Coroutine
@@ -56,6 +58,9 @@ def run(main: Coroutine[Any, Any, int]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    atexit.unregister(gc.freeze)  # once, however often main runs in one process
+    atexit.register(gc.freeze)  # spares the interpreter's last collection at exit, a walk over every object of the
+    # pipeline's modules: commands close what they open before returning, and the process ending frees the rest
     argv = sys.argv[1:] if argv is None else argv
     chosen = next((word for word in argv if not word.startswith("-")), None)
     args = parser(chosen if chosen in COMMANDS else None).parse_args(argv)

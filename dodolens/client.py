@@ -6,8 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import random
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -15,10 +14,10 @@ import orjson
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
+from dodolens.outcome import EventCallback, Outcome
 from processors.video import HEAD_BYTES, leading_chunks
 from streams.threads import in_thread
 
-EventCallback = Callable[[dict[str, Any]], Awaitable[None] | None]
 ProgressCallback = Callable[[int, int], None]
 ChunkCallback = Callable[[int, bool], None]
 """Called once per acknowledged chunk: (index, newly stored — False when the server already had it)."""
@@ -30,15 +29,6 @@ class UploadError(RuntimeError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code, self.message = code, message
-
-
-@dataclass
-class Outcome:
-    session_id: str
-    token: str
-    events: list[dict[str, Any]] = field(default_factory=list)
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
 
 
 def _error_of(response: httpx.Response) -> UploadError:
@@ -142,18 +132,7 @@ async def follow_events(base_url: str, sid: str, token: str, on_event: EventCall
                 async for message in ws:
                     event = orjson.loads(message)
                     last_id = event.get("id", last_id)
-                    outcome.events.append(event)
-                    if on_event:
-                        maybe = on_event(event)
-                        if asyncio.iscoroutine(maybe):
-                            await maybe
-                    if event["type"] == "analysis_complete":
-                        outcome.result = event["data"]["result"]
-                        return
-                    if event["type"] == "error" and event["data"].get("final", True):
-                        outcome.error = event["data"]
-                        return
-                    if event["type"] == "session_erased":
+                    if await outcome.take(event, on_event):
                         return
         except (ConnectionClosed, OSError, asyncio.TimeoutError):
             pass

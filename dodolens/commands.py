@@ -13,12 +13,11 @@ import sys
 import orjson
 from rich.console import Console
 
-from dodolens.client import analyze_bytes
 from dodolens.failures import Exit
 from dodolens.local import announce, with_local_up, withdraw
-from dodolens.runner import Runtime
 from dodolens.settings import Settings, SettingsError
 from dodolens.show import console, inventory_table, print_event
+from streams.embedded import EmbeddedRedis
 from streams.threads import in_thread
 
 
@@ -48,10 +47,21 @@ async def analyze(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def analyze_video(args: argparse.Namespace, settings: Settings, data: bytes | mmap.mmap, content_type: str) -> int:
-    """Run the pipeline in-process on ``data`` (a file is memory-mapped, never read whole)."""
-    async with Runtime(settings) as runtime:
-        outcome = await analyze_bytes(runtime.url, data, content_type=content_type,
-                                      on_event=None if args.json else print_event)
+    """Run the pipeline in-process on ``data`` (a file is memory-mapped, never read whole); no gateway.
+
+    The embedded Redis is launched first and comes up while the pipeline's modules are imported."""
+    embedded = None if settings.redis_url else EmbeddedRedis().launch()
+    try:
+        from dodolens.inprocess import analyze_in_process
+        from dodolens.runner import Runtime
+
+        async with Runtime(settings, gateway=False, embedded=embedded) as runtime:
+            assert runtime.redis is not None and runtime.stream is not None
+            outcome = await analyze_in_process(runtime.redis, settings.gateway_config(runtime.stream), data,
+                                               content_type=content_type, on_event=None if args.json else print_event)
+    finally:
+        if embedded is not None:
+            embedded.stop()
     if args.json:
         sys.stdout.write(orjson.dumps({"session_id": outcome.session_id, "events": [e["type"] for e in outcome.events],
                                        "result": outcome.result, "error": outcome.error}, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -64,6 +74,8 @@ async def analyze_video(args: argparse.Namespace, settings: Settings, data: byte
 
 
 async def serve(args: argparse.Namespace, settings: Settings) -> int:
+    from dodolens.runner import Runtime
+
     gateway, workers = args.command != "worker", args.command != "gateway"
     if not settings.master_secret and settings.redis_url and not (gateway and workers):
         raise SettingsError("separate gateway and worker processes must share DODOLENS_MASTER_SECRET")
@@ -83,19 +95,19 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
         console.print(f"DodoLens gateway on {runtime.url} (redis {'embedded' if runtime.embedded else 'external'})")
     if workers:
         console.print("DodoLens workers running (decoders, analyzers)")
-    found = None
+    announced = None
     if args.command == "up":
         assert runtime.stream is not None
-        found = announce(runtime.redis_url, cluster=settings.redis_cluster, results_db=settings.sink.results_db,
+        announced = announce(runtime.redis_url, cluster=settings.redis_cluster, results_db=settings.sink.results_db,
                          master_secret=None if settings.master_secret else runtime.stream.keyring.master)
-        console.print(f"dodolens lag / report / replay / erase find this Redis by themselves ({found}); "
+        console.print(f"dodolens lag / report / replay / erase find this Redis by themselves ({announced}); "
                       f"or, in any shell: export REDIS_URL={runtime.redis_url}", soft_wrap=True)
     try:
         waiter = asyncio.create_task(runtime.wait())
         await asyncio.wait({waiter, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        if found is not None:
-            withdraw(found)
+        if announced is not None:
+            withdraw(announced)
         await runtime.stop()
     return 0
 

@@ -73,13 +73,20 @@ def running_up() -> dict[str, object] | None:
 
 
 def with_local_up(settings: Settings, command: str) -> Settings:
-    """``settings`` with the Redis of a running ``dodolens up`` when ``REDIS_URL`` is unset."""
+    """``settings`` with the Redis of a running ``dodolens up`` when ``REDIS_URL`` is unset, and its
+    made-up master secret when ``REDIS_URL`` names that same Redis (the export line ``up`` prints)."""
     if settings.redis_url:
-        return settings
-    record = running_up()
-    if record is None:
-        raise NoRedis(f"{command} needs the Redis DodoLens runs on: start `dodolens up` on this machine, "
-                      "or export REDIS_URL (and DODOLENS_REDIS_CLUSTER=1 for a cluster)")
+        try:
+            record = running_up()
+        except SettingsError:
+            return settings
+        if record is None or record["redis_url"] != settings.redis_url:
+            return settings
+    else:
+        record = running_up()
+        if record is None:
+            raise NoRedis(f"{command} needs the Redis DodoLens runs on: start `dodolens up` on this machine, "
+                          "or export REDIS_URL (and DODOLENS_REDIS_CLUSTER=1 for a cluster)")
     secret = record.get("master_secret")
     return settings.with_overrides(
         redis_url=str(record["redis_url"]),

@@ -9,11 +9,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import uvicorn
-
-from dodolens.server import HttpLimits, server_config
 from dodolens.settings import Settings
-from gateway.app import create_app
 from processors.analyze_job import analyze_job
 from processors.analyzer import model_client
 from processors.control import run_control
@@ -39,6 +35,7 @@ from streams.threads import in_thread
 
 if TYPE_CHECKING:
     import openai
+    import uvicorn
 
 log = logging.getLogger("dodolens")
 
@@ -65,7 +62,7 @@ async def _run_groups(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sink
         run_group(r, cfg.stream, stream=keys.FOLLOW, group=keys.FOLLOWERS, concurrency=cfg.follow_concurrency,
                   handler=lambda job: follow_job(r, blocking, cfg, job), **common),
     ] if cfg.follow_concurrency > 0 else []
-    await asyncio.gather(
+    groups = [
         run_group(r, cfg.stream, stream=keys.JOBS, group=keys.DECODERS, concurrency=cfg.decode_concurrency,
                   handler=lambda job: decode_job(r, blocking, cfg, job), **common),
         *followers,
@@ -74,7 +71,10 @@ async def _run_groups(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sink
         run_sweeper(r, cfg.stream, cfg.sweep_interval_s, stop),
         run_control(r, cfg, stop),
         run_delivery(r, cfg.stream, cfg.delivery, sink, stop),
-    )
+    ]
+    async with asyncio.TaskGroup() as running:  # unlike gather, a stop waits until every group has wound down
+        for group in groups:
+            running.create_task(group)
 
 
 def check_can_listen(host: str, port: int) -> None:
@@ -89,7 +89,9 @@ def check_can_listen(host: str, port: int) -> None:
 
 @dataclass
 class Runtime:
-    """What one ``dodolens`` process runs; ``url`` is the gateway's address once started."""
+    """What one ``dodolens`` process runs; ``url`` is the gateway's address once started.
+
+    ``embedded``, when given, is a Redis already launched for it (used when ``REDIS_URL`` is unset)."""
 
     settings: Settings
     gateway: bool = True
@@ -118,7 +120,7 @@ class Runtime:
         if s.redis_url:
             self.redis_url = s.redis_url
         else:
-            self.embedded = await in_thread(EmbeddedRedis().start)
+            self.embedded = await in_thread((self.embedded or EmbeddedRedis()).start)
             self.redis_url = self.embedded.url
         self.redis = connect(self.redis_url, cluster=s.redis_cluster)
         await ensure_ephemeral(self.redis, allow_persistent=s.allow_persistent_redis)
@@ -132,6 +134,11 @@ class Runtime:
             self.tasks.append(asyncio.create_task(run_workers(self.redis, self.blocking, s.worker_config(self.stream), self.sink,
                                                               self.stop_event)))
         if self.gateway:
+            import uvicorn  # here: the in-process ``analyze`` runs no gateway
+
+            from dodolens.server import HttpLimits, server_config
+            from gateway.app import create_app
+
             self.port = self.port or free_port()
             gateway_config = s.gateway_config(self.stream)
             app = create_app(self.redis, gateway_config, self.sink)

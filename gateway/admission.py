@@ -52,8 +52,13 @@ async def admit_request(request: HTTPConnection, *, force: bool = False) -> str:
     once more: a slot is never refused for a session that should already be gone.
     """
     cfg: GatewayConfig = request.app.state.config
-    r: Redis = request.app.state.redis
     client = "" if has_api_key(request, cfg) else client_of(request, cfg)
+    return await admit_client(request.app.state.redis, cfg, client, force=force)
+
+
+async def admit_client(r: Redis, cfg: GatewayConfig, client: str, *, force: bool = False) -> str:
+    """:func:`admit_request` for ``client`` (a pseudonym; "" for one exempt from the per-client quota,
+    as a request with an API key or the in-process ``dodolens analyze`` is)."""
     sid = new_session_id()
     outcome = Admission.ADMITTED
     for attempt in range(2):

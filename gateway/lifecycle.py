@@ -13,9 +13,11 @@ from schemas.api import ErasureReceipt
 from schemas.events import ErrorData, SessionCreatedData, UploadCompleteData
 from schemas.lifecycle import UPLOADABLE
 from streams import keys
+from streams.admission import touch
 from streams.audit import audit
+from streams.chunks import append_sealed
 from streams.connection import Redis
-from streams.events import publish
+from streams.events import fan_out, publish
 from streams.jobs import enqueue
 from streams.lifecycle import erase_session, fail_session
 from streams.results import queue_for_sink
@@ -28,6 +30,12 @@ from streams.sessions import (
 )
 
 log = logging.getLogger("dodolens.gateway")
+
+
+def check_size(cfg: GatewayConfig, size: int) -> None:
+    if size > cfg.stream.max_size:
+        raise ApiError(413, "video_too_large", f"videos are limited to {cfg.stream.max_size} bytes")
+
 
 async def begin_upload(r: Redis, cfg: GatewayConfig, sid: str, size: int, content_type: str, *,
                        protocol: str | None = None, follow: bool = True) -> tuple[str, str, float]:
@@ -48,6 +56,22 @@ async def begin_upload(r: Redis, cfg: GatewayConfig, sid: str, size: int, conten
     if follow:
         await enqueue(r, cfg.stream, keys.FOLLOW, sid)
     return sid, token, expires
+
+
+async def store_chunk(r: Redis, cfg: GatewayConfig, sid: str, index: int, length: int, epoch: int,
+                      sealed: bytes | bytearray | memoryview, count: int) -> bool:
+    """Append chunk ``index`` of a ``count``-chunk upload (sealed as ``sealed``), moving the session to
+    uploading and announcing it with ``chunk_received``; False when that index was already stored.
+
+    Whoever holds the bytes (the chunk API, the in-process ``dodolens analyze``) appends through here,
+    so every upload leaves the same meta, events and follow-job input.
+    """
+    received, event = await append_sealed(r, cfg.stream, sid, index, length, epoch, sealed, mark_uploading=True,
+                                          announce=count)
+    await touch(r, cfg.stream, sid)
+    if event is not None:
+        await fan_out(r, cfg.stream, event)
+    return received is not None
 
 
 async def complete_upload(r: Redis, cfg: GatewayConfig, sid: str, meta: dict[str, str], *, chunks: int | None = None,

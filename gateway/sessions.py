@@ -15,15 +15,14 @@ from gateway.admission import admit_request
 from gateway.auth import check_token, valid_session_id
 from gateway.config import GatewayConfig
 from gateway.errors import ApiError
-from gateway.lifecycle import begin_upload, complete_upload, erase_upload
+from gateway.lifecycle import begin_upload, check_size, complete_upload, erase_upload, store_chunk
 from schemas.api import Accepted, ChunkStored, Complete, CreateSession, SessionCreated, SessionStatus
 from schemas.lifecycle import UPLOADABLE
 from schemas.result import decode_result
-from streams.admission import Heartbeat, touch
-from streams.chunks import KIND, SealedBuffers, append_sealed
+from streams.admission import Heartbeat
+from streams.chunks import KIND, SealedBuffers
 from streams.connection import Redis
 from streams.crypto import sealed_size
-from streams.events import fan_out
 from streams.results import kept_result
 from streams.sessions import (
     State,
@@ -104,8 +103,7 @@ async def session_meta(request: Request, sid: str, *fields: str) -> dict[str, st
 async def create(request: Request) -> Response:
     cfg, r = _cfg(request), _redis(request)
     body = await read_json(request, CreateSession)
-    if body.size > cfg.stream.max_size:
-        raise ApiError(413, "video_too_large", f"videos are limited to {cfg.stream.max_size} bytes")
+    check_size(cfg, body.size)
     admitted = await admit_request(request)
     sid, token, expires = await begin_upload(r, cfg, admitted, body.size, body.content_type or "application/octet-stream")
     count = expected_chunks(body.size, cfg.stream.chunk_size)
@@ -151,13 +149,11 @@ async def put_chunk(request: Request) -> Response:
         if not got:
             raise ApiError(400, "empty_chunk", "the chunk body is empty")
         raise ApiError(400, "bad_chunk_length", f"chunk {index} must be {want} bytes, got {got}")
-    received, event = await append_sealed(r, cfg.stream, sid, index, want, epoch, sealing.finish(), mark_uploading=True,
-                                          announce=count)
-    buffers.give(buffer)
-    await touch(r, cfg.stream, sid)
-    if event is not None:
-        await fan_out(r, cfg.stream, event)
-    return json_response(ChunkStored(session_id=sid, index=index, stored=received is not None))
+    try:
+        stored = await store_chunk(r, cfg, sid, index, want, epoch, sealing.finish(), count)
+    finally:
+        buffers.give(buffer)
+    return json_response(ChunkStored(session_id=sid, index=index, stored=stored))
 
 
 async def complete(request: Request) -> Response:

@@ -174,14 +174,12 @@ def requested_session(request: Request) -> str | None:
 
 def authorized_session(request: Request) -> str:
     """The session of the upload URL: its capability, or the bare session id with its token."""
-    raw = request.path_params["upload"]
-    sid = session_of_upload(_cfg(request).stream.keyring, raw)
-    if sid is not None:
-        return sid
-    if not valid_session_id(raw):
+    sid = requested_session(request)
+    if sid is None:
         raise ApiError(404, "unknown_upload", "no such upload")
-    authorize(request, raw)
-    return raw
+    if sid == request.path_params["upload"]:
+        authorize(request, sid)
+    return sid
 
 
 def created_headers(request: Request, sid: str, token: str) -> dict[str, str]:
@@ -254,6 +252,9 @@ async def receive(request: Request, upload: TusUpload) -> tuple[int, float]:
         verified = checksum is None or (not overflow and not disconnected and digest.digest() == checksum[1])
         if checksum is not None and verified:
             await announce(request, sid, count, await writer.promote())
+    except MediaGone:
+        await writer.discard()  # saving would bring keys of an erased session back
+        raise ApiError(410, "upload_gone", "the upload was terminated or expired while its body arrived") from None
     except BaseException:
         await (writer.discard() if checksum else writer.save())
         raise

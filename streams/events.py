@@ -109,6 +109,13 @@ async def history(r: Redis, sid: str, after: str | None = None) -> list[Event]:
     return [_event(entry_id, fields, sid) for entry_id, fields in rows]
 
 
+async def session_tail(r: Redis, sid: str, after: str, block_ms: int = 1000) -> list[Event]:
+    """The session's events after ``after`` (``0-0`` for all), waiting up to ``block_ms`` for one:
+    how a reader in the pipeline's own process follows one session without the gateway's hub."""
+    reply = await r.xread({keys.session_events(sid): after}, block=block_ms)
+    return [_event(entry_id, fields, sid) for _stream, rows in reply or [] for entry_id, fields in rows]
+
+
 async def histories(r: Redis, after: dict[str, str | None]) -> dict[str, list[Event]]:
     """Several sessions' events after their own cursor, in one pipelined round trip."""
     sids = list(after)

@@ -19,6 +19,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from streams import keys
 from streams.admission import release, touch
@@ -117,13 +118,18 @@ async def commit(r: Redis, cfg: StreamConfig, sid: str, offset: int, tail: bytes
             pipe.delete(keys.tus_tail(sid))
         else:
             pipe.set(keys.tus_tail(sid), sealed, ex=cfg.chunk_ttl_s)
-        pipe.expire(keys.tus(sid), cfg.session_ttl_s)
-        pipe.expire(keys.meta(sid), cfg.session_ttl_s)
-        pipe.expire(keys.chunks(sid), cfg.chunk_ttl_s)
-        pipe.pexpire(keys.tus_lock(sid), LOCK_TTL_MS)
+        keep_alive(pipe, cfg, sid)
         await pipe.execute()
     await touch(r, cfg, sid)
     return expires_at
+
+
+def keep_alive(pipe: Any, cfg: StreamConfig, sid: str) -> None:
+    """Queue the TTL refreshes of an upload that is receiving bytes (its keys and its lock)."""
+    pipe.expire(keys.tus(sid), cfg.session_ttl_s)
+    pipe.expire(keys.meta(sid), cfg.session_ttl_s)
+    pipe.expire(keys.chunks(sid), cfg.chunk_ttl_s)
+    pipe.pexpire(keys.tus_lock(sid), LOCK_TTL_MS)
 
 
 @contextlib.asynccontextmanager
@@ -211,7 +217,8 @@ class ChunkWriter:
             async with self.r.pipeline(transaction=True) as pipe:
                 pipe.hset(keys.tus_staged(self.sid), f"c{index}", sealed)
                 pipe.expire(keys.tus_staged(self.sid), self.cfg.chunk_ttl_s)
-                pipe.pexpire(keys.tus_lock(self.sid), LOCK_TTL_MS)
+                pipe.expire(keys.tus_tail(self.sid), self.cfg.chunk_ttl_s)  # still the tail until the body checks out
+                keep_alive(pipe, self.cfg, self.sid)
                 await pipe.execute()
             self.pending.append((index, length, self._epoch))
             return []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sqlite3
 import stat
@@ -161,7 +162,7 @@ def test_an_upload_to_a_server_that_does_not_answer_is_status_69(tmp_path: Path)
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+        assert process.poll() is None, f"exited with {process.returncode}"
         try:
             if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
                 return
@@ -174,8 +175,9 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60
 def test_ops_commands_find_the_redis_of_a_running_up_as_the_readme_says(tmp_path: Path) -> None:
     env = clean_env(tmp_path)
     port = free_port()
+    said = tmp_path / "up.log"
     up = subprocess.Popen([sys.executable, "-m", "dodolens.cli", "up", "--port", str(port)], env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2])
+                          stdout=subprocess.DEVNULL, stderr=said.open("wb"), cwd=Path(__file__).resolve().parents[2])
     try:
         wait_ready(f"http://127.0.0.1:{port}", up)
         runtime_file = tmp_path / "run" / "dodolens" / "up.json"
@@ -195,7 +197,9 @@ def test_ops_commands_find_the_redis_of_a_running_up_as_the_readme_says(tmp_path
         assert report.returncode == 0 and orjson.loads(report.stdout)["performance"]["analyses_completed"] == 1
         replay = dodolens("replay", "--since", "1h", "--type", "analysis_complete", env=env)
         assert replay.returncode == 0 and len(replay.stdout.splitlines()) == 1
-        erased = dodolens("erase", sid, env=env)
+        exported = re.search(r"export REDIS_URL=(\S+)", said.read_text())
+        assert exported is not None, said.read_text()
+        erased = dodolens("erase", sid, env={**env, "REDIS_URL": exported[1]})  # the line `up` prints works too
         assert erased.returncode == 0, erased.stderr.decode()
         assert orjson.loads(erased.stdout)["result_deleted"] is True  # found the results of `up` too
     finally:

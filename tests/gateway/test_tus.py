@@ -225,6 +225,54 @@ async def test_a_checksum_mismatch_stores_nothing(gateway: Runtime, http: httpx.
     assert not await gateway.redis.exists(keys.tus_staged(sid))  # type: ignore[union-attr]
 
 
+async def test_a_slow_checksummed_patch_keeps_the_chunks_before_it_alive(settings: Settings) -> None:
+    data = os.urandom(1_000_000)
+    rt = await Runtime(settings.with_overrides(chunk_ttl_s=3), workers=False).start()
+    try:
+        async with httpx.AsyncClient(base_url=rt.url, timeout=30) as http:
+            created = await http.post("/files/", headers={**TUS, "Upload-Length": str(len(data)),
+                                                          "Content-Type": "application/offset+octet-stream"},
+                                      content=data[:300_000])  # chunk 0 stored, the rest of it a tail
+
+            async def slowly() -> AsyncIterator[bytes]:
+                for start in range(300_000, len(data), 50_000):
+                    await asyncio.sleep(0.25)
+                    yield data[start : start + 50_000]
+
+            sha1 = base64.b64encode(hashlib.sha1(data[300_000:]).digest()).decode()
+            sent = await http.patch(created.headers["Location"], content=slowly(), headers={
+                **TUS, "Upload-Offset": "300000", "Content-Type": "application/offset+octet-stream",
+                "Upload-Checksum": f"sha1 {sha1}"})  # 3.5 s: longer than the chunks' TTL
+            assert sent.status_code == 204, sent.text
+        assert await stored_bytes(rt, created.headers["Upload-Session-Id"]) == data
+    finally:
+        await rt.stop()
+
+
+@pytest.mark.parametrize("checksum", [False, True])
+async def test_terminating_an_upload_while_its_body_arrives_leaves_no_key(gateway: Runtime, http: httpx.AsyncClient,
+                                                                          checksum: bool) -> None:
+    data = os.urandom(800_000)
+    created = await http.post("/files/", headers={**TUS, "Upload-Length": str(len(data))})
+    sid, path = created.headers["Upload-Session-Id"], created.headers["Location"]
+    digest = f"Upload-Checksum: sha1 {base64.b64encode(hashlib.sha1(data).digest()).decode()}\r\n" if checksum else ""
+    host, port = urlsplit(gateway.url).hostname, urlsplit(gateway.url).port
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(f"PATCH {path} HTTP/1.1\r\nHost: {host}\r\nTus-Resumable: 1.0.0\r\n{digest}"
+                 f"Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
+                 f"Content-Length: {len(data)}\r\n\r\n".encode() + data[:400_000])
+    await writer.drain()
+    await asyncio.sleep(0.3)  # a whole chunk is stored (or staged)
+    assert (await http.delete(path, headers=TUS)).status_code == 204
+    writer.write(data[400_000:])
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    writer.close()
+    assert answer.startswith((b"HTTP/1.1 410", b"HTTP/1.1 404")), answer
+    left = [k for k in keys.session_keys(sid) if k != keys.session_events(sid) and await gateway.redis.exists(k)]  # type: ignore[union-attr]
+    assert left == []
+
+
 async def test_termination_erases_the_session(gateway: Runtime, http: httpx.AsyncClient) -> None:
     data = os.urandom(600_000)
     uploader = await asyncio.to_thread(upload, gateway.url, data, chunk_size=100_000, stop_at=300_000)
