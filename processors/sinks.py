@@ -22,9 +22,6 @@ from typing import Any, Protocol, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
-from pyairtable import Api, retry_strategy
-from pyairtable.exceptions import PyAirtableError
-from pyairtable.formulas import match
 
 from schemas.result import MAX_RESULT_BYTES
 from streams.config import setting
@@ -209,6 +206,8 @@ class AirtableSink:
         backoff_s: float = 0.5,
         lock_s: float = AIRTABLE_LOCK_S,
     ) -> None:
+        from pyairtable import Api, retry_strategy  # here, not at import: SQLite is the default sink
+
         retry = retry_strategy(
             status_forcelist=AIRTABLE_SERVER_ERRORS,
             total=retries,
@@ -235,12 +234,15 @@ class AirtableSink:
         await self._run(lambda: self._table.batch_upsert([{"fields": fields}], key_fields=[SESSION_FIELD]))
 
     async def get(self, session_id: str) -> bytes | None:
+        from pyairtable.formulas import match
+
         record = await self._run(lambda: self._table.first(formula=match({SESSION_FIELD: session_id})))
         text = None if record is None else record["fields"].get(RESULT_FIELD)
         return None if text is None else str(text).encode("utf-8")
 
     async def delete(self, session_id: str) -> bool:
         """Deletes every record of the session (erasure must not leave a stray duplicate)."""
+        from pyairtable.formulas import match
 
         def erase() -> bool:
             records = self._table.all(formula=match({SESSION_FIELD: session_id}), fields=[SESSION_FIELD])
@@ -268,6 +270,8 @@ class AirtableSink:
         self._threads.shutdown(wait=False)
 
     async def _run(self, call: Callable[[], T]) -> T:
+        from pyairtable.exceptions import PyAirtableError
+
         try:
             return await in_pool(self._threads, call)
         except requests.HTTPError as exc:
