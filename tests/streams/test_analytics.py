@@ -17,7 +17,7 @@ from streams.analytics import analytics_hook, anonymize, record
 from streams.audit import pseudonym
 from streams.config import StreamConfig
 from streams.connection import Redis, connect
-from streams.embedded import EmbeddedRedis, free_port
+from streams.embedded import EmbeddedRedis
 from streams.events import add_event_hook, history, publish, remove_event_hook
 
 SID = "0123456789abcdef0123456789abcdef"
