@@ -94,7 +94,8 @@ async def analyze_job(r: Redis, cfg: WorkerConfig, sink: ResultSink, job: Job,
     if meta is None or meta.get("state") == State.STORING:
         return
     try:
-        await set_state(r, cfg.stream, sid, State.ANALYZING)
+        if not await set_state(r, cfg.stream, sid, State.ANALYZING):
+            return
         frames = await load_frames(r, cfg.stream, sid)
         audio = await load_audio(r, cfg.stream, sid)
         if not frames:

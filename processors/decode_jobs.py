@@ -266,10 +266,15 @@ async def fail_decode(r: Redis, cfg: WorkerConfig, sid: str, exc: BaseException,
         await fail_session(r, cfg.stream, sid, exc.code, exc.message)
 
 
-async def start_processing(r: Redis, cfg: WorkerConfig, sid: str, meta: dict[str, str], started: float) -> None:
-    await set_state(r, cfg.stream, sid, State.PROCESSING, processing_started_at=meta.get("processing_started_at", started))
+async def start_processing(r: Redis, cfg: WorkerConfig, sid: str, meta: dict[str, str], started: float) -> bool:
+    """Mark the session as being decoded; False if it has ended meanwhile (failed by the job that
+    followed its upload, erased, expired), and then nothing is decoded."""
+    if not await set_state(r, cfg.stream, sid, State.PROCESSING,
+                           processing_started_at=meta.get("processing_started_at", started)):
+        return False
     await publish(r, cfg.stream, sid, ProcessingStartedData(stage="decode"))
     await audit(r, cfg.stream, "media_access", sid, stage="decode", consumer=cfg.consumer)
+    return True
 
 
 async def decode_job(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, job: Job) -> None:
@@ -279,8 +284,8 @@ async def decode_job(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, job: 
     if meta is None or not await claim_decode(r, sid, job.entry_id):
         return
     started = time.time()
-    await start_processing(r, cfg, sid, meta, started)
-    await decode_stored(r, blocking, cfg, sid, meta, started)
+    if await start_processing(r, cfg, sid, meta, started):
+        await decode_stored(r, blocking, cfg, sid, meta, started)
 
 
 async def decode_stored(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sid: str, meta: dict[str, str],
@@ -352,8 +357,8 @@ async def follow_job(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, job: 
     if not accepts_chunks(meta["state"]):
         if meta.get("decoder") == job.entry_id:
             started = time.time()
-            await start_processing(r, cfg, sid, meta, started)
-            await decode_stored(r, blocking, cfg, sid, meta, started)
+            if await start_processing(r, cfg, sid, meta, started):
+                await decode_stored(r, blocking, cfg, sid, meta, started)
         return
     abort = threading.Event()
     size, chunk_size = int(meta["size"]), int(meta["chunk_size"])
@@ -465,7 +470,8 @@ async def _follow(r: Redis, blocking: BlockingRedis, cfg: WorkerConfig, sid: str
         if meta is None:
             return
     started = time.time()
-    await start_processing(r, cfg, sid, meta, started)
+    if not await start_processing(r, cfg, sid, meta, started):
+        return
     if media is None or problem is not None:
         await decode_stored(r, blocking, cfg, sid, meta, started)
         return

@@ -102,13 +102,26 @@ async def release_decode(r: Redis, sid: str, owner: str) -> bool:
     return bool(await r.eval(RELEASE_DECODE, 1, keys.meta(sid), owner))
 
 
-async def set_state(r: Redis, cfg: StreamConfig, sid: str, state: State, **fields: str | int | float) -> None:
-    """Move a session on; an erased or expired session (no meta) stays gone."""
-    updated = await update_meta(r, cfg, sid, state=state.value, updated_at=time.time(), **fields)
+SET_STATE = LUA + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if is_finished(redis.call('HGET', KEYS[1], 'state')) then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+async def set_state(r: Redis, cfg: StreamConfig, sid: str, state: State, **fields: str | int | float) -> bool:
+    """Move a session on; True if it moved. An erased or expired session (no meta) stays gone, and a
+    finished one stays finished: a worker that took a job just before another failed the session must
+    not bring it back to life."""
+    flat = [str(part) for pair in dict(fields, state=state.value, updated_at=time.time()).items() for part in pair]
+    updated = bool(await r.eval(SET_STATE, 1, keys.meta(sid), cfg.session_ttl_s, *flat))
     if updated and state in FINISHED:
         await release(r, sid)
     elif updated and state not in UPLOADABLE:
         await settle(r, sid)
+    return updated
 
 
 async def active_sessions(r: Redis, cfg: StreamConfig) -> int:

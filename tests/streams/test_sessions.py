@@ -27,6 +27,16 @@ async def test_a_state_change_after_erasure_does_not_bring_the_session_back(redi
     assert not await redis.exists(keys.meta(sid))
 
 
+async def test_a_finished_session_stays_finished(redis: Redis, stream_cfg: StreamConfig) -> None:
+    """A decode job taken just before the follow job failed the session must not revive it."""
+    sid = "e" * 32
+    await create_session(redis, stream_cfg, sid, 10, "video/mp4")
+    assert await set_state(redis, stream_cfg, sid, State.FAILED, error_code="checksum_mismatch")
+    assert not await set_state(redis, stream_cfg, sid, State.PROCESSING)
+    meta = await get_meta(redis, sid)
+    assert meta is not None and meta["state"] == "failed" and meta["error_code"] == "checksum_mismatch"
+
+
 async def test_finished_sessions_leave_the_active_set(redis: Redis, stream_cfg: StreamConfig) -> None:
     for sid in ("1" * 32, "2" * 32):
         await create_session(redis, stream_cfg, sid, 10, "video/mp4")
