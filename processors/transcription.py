@@ -17,13 +17,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import openai
+from typing import TYPE_CHECKING, Any
 
 from processors.speech import (MAX_PIECE_S, MAX_REQUEST_BYTES, PIECE_S, REQUEST_OVERHEAD_BYTES, SpeechPiece, clock_time,
                                speech_pieces)
 from streams.threads import in_thread
+
+if TYPE_CHECKING:
+    import openai
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,8 @@ def joined(timed: list[TimedText]) -> str:
 
 
 async def _create(client: openai.AsyncOpenAI, model: str, language: str | None, file: tuple[str, bytes, str]) -> Any:
+    import openai  # loaded already: the caller made the client
+
     options = {"language": language} if language else {}
     try:
         return await client.audio.transcriptions.create(model=model, file=file, **options)
