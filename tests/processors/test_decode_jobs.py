@@ -227,6 +227,11 @@ async def test_an_index_sent_first_that_does_not_open_falls_back_to_the_seeking_
     damaged = video[:offset] + bytes(len(video) - offset)
     async with httpx.AsyncClient(base_url=small_chunks.url) as http:
         sid, auth, count = await upload(http, damaged)
+
+        async def follow_job_claimed_the_decode() -> bool:
+            return await meta_field(redis, sid, "decoder") is not None
+
+        await until(follow_job_claimed_the_decode, redis=redis, sid=sid)
         await complete(http, sid, auth, count)
         kind, data = await final_event(redis, sid)
     assert kind == "error" and data["code"] in ("truncated_video", "not_a_video"), data
