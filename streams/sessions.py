@@ -62,8 +62,12 @@ return 1
 async def update_meta(r: Redis, cfg: StreamConfig, sid: str, **fields: str | int | float) -> bool:
     """Set meta fields only if the session still exists, atomically: a worker finishing a step
     just after an erasure must not bring back a half-empty meta hash."""
+    return await _set_fields(r, UPDATE_IF_EXISTS, cfg, sid, fields)
+
+
+async def _set_fields(r: Redis, script: str, cfg: StreamConfig, sid: str, fields: dict[str, str | int | float]) -> bool:
     flat = [str(part) for pair in fields.items() for part in pair]
-    return bool(await r.eval(UPDATE_IF_EXISTS, 1, keys.meta(sid), cfg.session_ttl_s, *flat))
+    return bool(await r.eval(script, 1, keys.meta(sid), cfg.session_ttl_s, *flat))
 
 
 CLAIM_DECODE = """
@@ -103,20 +107,15 @@ async def release_decode(r: Redis, sid: str, owner: str) -> bool:
 
 
 SET_STATE = LUA + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if is_finished(redis.call('HGET', KEYS[1], 'state')) then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return 1
-"""
+""" + UPDATE_IF_EXISTS
 
 
 async def set_state(r: Redis, cfg: StreamConfig, sid: str, state: State, **fields: str | int | float) -> bool:
     """Move a session on; True if it moved. An erased or expired session (no meta) stays gone, and a
     finished one stays finished: a worker that took a job just before another failed the session must
     not bring it back to life."""
-    flat = [str(part) for pair in dict(fields, state=state.value, updated_at=time.time()).items() for part in pair]
-    updated = bool(await r.eval(SET_STATE, 1, keys.meta(sid), cfg.session_ttl_s, *flat))
+    updated = await _set_fields(r, SET_STATE, cfg, sid, dict(fields, state=state.value, updated_at=time.time()))
     if updated and state in FINISHED:
         await release(r, sid)
     elif updated and state not in UPLOADABLE:
